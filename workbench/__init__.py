@@ -1,0 +1,8 @@
+"""Workbench: reproduce FuseChat, BlockPruner, SEFT and YNU-HPCC toxic spans at any scale.
+
+Subpackages: `common` (registry, configs, run directories, models), `data` (offline corpora),
+`eval` (perplexity, zero-shot tasks, chat judging), `viz` (plotly figures), and one per paper:
+`fusion`, `pruning`, `seft`, `spans`.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Evaluation shared by the papers: perplexity, zero-shot tasks, chat judging."""

@@ -1,0 +1,1 @@
+"""FuseChat: knowledge fusion of chat LLMs with different tokenizers (arXiv 2408.07990)."""

@@ -1,0 +1,1 @@
+"""Toxic span detection, YNU-HPCC at SemEval-2021 Task 5."""
