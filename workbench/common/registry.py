@@ -15,7 +15,10 @@ T = TypeVar("T")
 
 def did_you_mean(name: str, options: list[str] | tuple[str, ...], n: int = 3) -> str:
     """Return ' Did you mean: a, b?' for the closest options, or '' when none is close."""
-    close = difflib.get_close_matches(str(name), list(options), n=n, cutoff=0.5)
+    name = str(name)
+    close = difflib.get_close_matches(name, list(options), n=n, cutoff=0.5)
+    if not close and len(name) >= 3:  # a prefix or fragment of a longer name
+        close = [o for o in options if name.lower() in str(o).lower()][:n]
     return f" Did you mean: {', '.join(close)}?" if close else ""
 
 

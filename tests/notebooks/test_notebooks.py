@@ -1,0 +1,73 @@
+"""Every paper notebook: the style contract, then a papermill run on the `smoke` profile."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from workbench.common.config import RunConfig
+from workbench.reproduce import NOTEBOOKS, notebooks_dir
+
+PACKAGES = {"blockpruner": "workbench.pruning", "fusechat": "workbench.fusion",
+            "seft": "workbench.seft", "toxic_spans": "workbench.spans"}
+EXISTING = [n for n in NOTEBOOKS if (notebooks_dir() / f"{n}.ipynb").exists()]
+
+
+def _subclasses(cls):
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def config_fields(name: str) -> set[str]:
+    importlib.import_module(PACKAGES[name])
+    fields: set[str] = set()
+    for cls in _subclasses(RunConfig):
+        if cls.PRESETS == name:
+            fields |= {f.name for f in dataclasses.fields(cls)}
+    return fields
+
+
+def test_every_paper_has_a_package():
+    assert set(PACKAGES) == set(NOTEBOOKS)
+
+
+@pytest.mark.parametrize("name", EXISTING)
+def test_notebook_contract(name):
+    nb = nbformat.read(notebooks_dir() / f"{name}.ipynb", as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert nb.cells[0].cell_type == "markdown", "first cell explains the paper"
+    tagged = [c for c in code if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged `parameters`"
+    names = {t.id for node in ast.parse(tagged[0].source).body if isinstance(node, ast.Assign)
+             for t in node.targets if isinstance(t, ast.Name)}
+    assert {"preset", "output_dir"} <= names
+    fields = config_fields(name)
+    assert fields, f"no RunConfig subclass with PRESETS = {name!r}"
+    assert names <= fields, f"parameters that are not config fields: {sorted(names - fields)}"
+    for cell in code:
+        tree = ast.parse(cell.source.replace("%", "#").replace("!", "#"))
+        assert not [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)], \
+            "notebooks hold no def/class"
+        assert not cell.get("outputs"), "outputs are stripped before commit"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", EXISTING)
+def test_notebook_runs_on_smoke(name, tmp_path):
+    import papermill as pm
+
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    out = tmp_path / f"{name}.ipynb"
+    pm.execute_notebook(str(notebooks_dir() / f"{name}.ipynb"), str(out),
+                        parameters={"preset": "smoke", "output_dir": str(tmp_path / "runs")},
+                        kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
+    runs = list((tmp_path / "runs").glob("**/metrics.json"))
+    assert runs, "the notebook finished without a complete run directory"
