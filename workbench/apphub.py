@@ -58,7 +58,7 @@ def _table_update(rows: list[dict[str, Any]]):
     return gr.update(value=[[r.get(c, "") for c in cols] for r in rows], headers=cols)
 
 
-def build_runs_tab(root: str | Path | None) -> None:
+def build_runs_tab(root: str | Path | None, hub: gr.Blocks) -> None:
     choices = run_choices(root)
     gr.Markdown("### Finished runs\nEvery run directory with a `metrics.json` (complete runs only).")
     if not choices:
@@ -77,6 +77,7 @@ def build_runs_tab(root: str | Path | None) -> None:
         return cfg, _table_update(rows), sc
 
     picker.change(show, picker, [config, table, scalars], api_name="show_run")
+    hub.load(show, picker, [config, table, scalars])
     refresh.click(lambda: gr.update(choices=run_choices(root)), None, picker)
 
 
@@ -106,7 +107,7 @@ def build_hub(root: str | Path | None = None) -> gr.Blocks:
     with gr.Blocks(title="Paper workbench", analytics_enabled=False) as hub:
         gr.Markdown("# Paper workbench\nFuseChat · BlockPruner · SEFT · toxic spans")
         with gr.Tab("Runs", id="runs"):
-            build_runs_tab(root)
+            build_runs_tab(root, hub)
         for title, mod in PAPER_APPS.items():
             try:
                 module = importlib.import_module(mod)

@@ -30,7 +30,7 @@ def config_fields(name: str) -> set[str]:
     importlib.import_module(PACKAGES[name])
     fields: set[str] = set()
     for cls in _subclasses(RunConfig):
-        if cls.PRESETS == name:
+        if name == cls.PRESETS:
             fields |= {f.name for f in dataclasses.fields(cls)}
     return fields
 

@@ -146,9 +146,9 @@ def _check_types(cfg: RunConfig) -> None:
     for f in dataclasses.fields(cfg):
         tp = hints.get(f.name)
         for a in typing.get_args(tp) if typing.get_origin(tp) in (typing.Union, types.UnionType) else ():
-            if typing.get_origin(a) is typing.Literal and getattr(cfg, f.name) is not None:
-                if getattr(cfg, f.name) not in typing.get_args(a):
-                    raise ValueError(
-                        f"config key {f.name!r}: must be one of {typing.get_args(a)}, "
-                        f"got {getattr(cfg, f.name)!r}"
-                    )
+            value = getattr(cfg, f.name)
+            literal = typing.get_origin(a) is typing.Literal
+            if literal and value is not None and value not in typing.get_args(a):
+                raise ValueError(
+                    f"config key {f.name!r}: must be one of {typing.get_args(a)}, got {value!r}"
+                )
