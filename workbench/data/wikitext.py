@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 SPLITS = {"test": "test", "validation": "valid", "train": "train"}
 HF_ROWS = {"test": 4358, "validation": 3760, "train": 36718}
-SHA256 = {"test": "4f3e427e4aff23acff917a8a51aeae21bf12832256e26914c8fc250dcef4103c"}
 PARQUET_URL = ("https://huggingface.co/datasets/Salesforce/wikitext/resolve/main/"
                "wikitext-2-raw-v1/{split}-00000-of-00001.parquet")
 FEATURES = Features({"text": Value("string")})
