@@ -64,7 +64,7 @@ def to_messages(dialogue: str) -> list[dict[str, str]]:
     msgs: list[dict[str, str]] = []
     if parts[0].strip():  # text before the first marker: treat as a user turn
         msgs.append({"role": "user", "content": parts[0].strip("\n")})
-    for speaker, content in zip(parts[1::2], parts[2::2]):
+    for speaker, content in zip(parts[1::2], parts[2::2], strict=True):
         role = _ROLE[speaker]
         if msgs and msgs[-1]["role"] == role:
             msgs[-1]["content"] += "\n\n" + content
