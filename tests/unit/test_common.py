@@ -112,3 +112,8 @@ def test_killed_run_never_looks_complete(tmp_path):
     assert (tmp_path / "demo" / "k" / "artifacts" / "partial.json").exists()
     assert list_runs("demo", tmp_path) == []
     assert not [p for p in (tmp_path / "demo" / "k").rglob("*.tmp")]
+
+
+def test_write_json_is_strict(tmp_path):
+    write_json(tmp_path / "m.json", {"score": float("nan"), "rows": [{"x": float("inf")}, 1.5]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"score": None, "rows": [{"x": None}, 1.5]}

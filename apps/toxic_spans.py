@@ -1,0 +1,5 @@
+"""Launch the toxic spans app."""
+from workbench.spans.app import build_app
+
+if __name__ == "__main__":
+    build_app().queue().launch(server_name="127.0.0.1")

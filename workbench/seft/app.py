@@ -1,0 +1,65 @@
+"""Reviser playground: pick a finished SEFT run's reviser, enter prompt + response -> decision,
+revised response and a diff. Never launches, never trains."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from workbench.common import list_runs
+
+_CACHE: dict[str, Any] = {}
+
+
+def reviser_dirs(runs_root: Path | None = None) -> list[str]:
+    return [str(p / "checkpoints" / "reviser_final") for p in list_runs("seft", runs_root)
+            if (p / "checkpoints" / "reviser_final").exists()]
+
+
+def diff_html(a: str, b: str) -> str:
+    """Word-level diff as HTML (deletions red/struck, insertions green)."""
+    aw, bw = a.split(), b.split()
+    out = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=aw, b=bw).get_opcodes():
+        if op == "equal":
+            out.append(" ".join(aw[i1:i2]))
+        if op in ("delete", "replace"):
+            out.append(f"<del style='color:#b00'>{' '.join(aw[i1:i2])}</del>")
+        if op in ("insert", "replace"):
+            out.append(f"<ins style='color:#070'>{' '.join(bw[j1:j2])}</ins>")
+    return "<div>" + " ".join(out) + "</div>"
+
+
+def revise_one(reviser_path: str, prompt: str, response: str, max_new_tokens: int = 128,
+               model=None, tokenizer=None) -> tuple[str, str, str]:
+    """-> (decision, final response, diff html). ``model``/``tokenizer`` bypass loading (tests)."""
+    from workbench.seft.training import revise
+    if model is None:
+        if reviser_path not in _CACHE:
+            from workbench.common import load_causal_lm
+            _CACHE[reviser_path] = load_causal_lm(reviser_path)
+        model, tokenizer = _CACHE[reviser_path]
+    p = revise(model, tokenizer, [prompt], [response], max_new_tokens=max_new_tokens)[0]
+    label = p.decision + (" (malformed output, treated as KEEP)" if p.malformed else "")
+    return label, p.response, diff_html(response, p.response)
+
+
+def build_app(runs_root: Path | None = None) -> gr.Blocks:
+    dirs = reviser_dirs(runs_root)
+    with gr.Blocks(title="SEFT reviser") as app:
+        gr.Markdown("## SEFT reviser playground")
+        if not dirs:
+            gr.Markdown("No finished SEFT run yet. Make one with: `python -c \"from workbench.seft "
+                        "import SEFTConfig, run_seft; run_seft(SEFTConfig.from_preset('smoke'))\"`")
+        run = gr.Dropdown(choices=dirs, value=dirs[0] if dirs else None, label="reviser")
+        prompt = gr.Textbox(label="prompt")
+        response = gr.Textbox(label="response", lines=4)
+        btn = gr.Button("Revise")
+        decision = gr.Textbox(label="decision")
+        revised = gr.Textbox(label="revised response", lines=4)
+        diff = gr.HTML(label="diff")
+        btn.click(revise_one, [run, prompt, response], [decision, revised, diff])
+    return app

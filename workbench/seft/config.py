@@ -1,0 +1,53 @@
+"""SEFTConfig: every UNVERIFIED choice of the spec (papers.md §3.b) is a documented field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from workbench.common.config import RunConfig
+
+
+def _f(default, help_: str):
+    return field(default=default, metadata={"help": help_})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SEFTConfig(RunConfig):
+    PRESETS: ClassVar[str] = "seft"
+
+    policy: str = _f("smollm2-135m-instruct", "policy model (start of self-evolution)")
+    reviser_base: str = _f("smollm2-135m-instruct", "base model the reviser is SFT-trained from")
+    pref_data: str = _f("hh_rlhf", "preference data: hh_rlhf (offline) or a chosen/rejected jsonl")
+    pref_size: int = _f(64, "preference pairs used for the reviser and the baselines")
+    prompt_source: str = _f("hh_rlhf", "unlabelled prompt pool: hh_rlhf | sharegpt")
+    prompts_per_round: int = _f(32, "fresh prompts per evolution round (UNVERIFIED)")
+    rounds: int = _f(1, "self-evolution rounds R (UNVERIFIED)")
+    evolution: str = _f("internal", "internal (policy's own responses) | external (UNVERIFIED)")
+    external_model: str | None = _f(None, "model that writes responses for external evolution")
+    include_keep: bool = _f(True, "reviser data: KEEP branch (chosen -> KEEP + itself)")
+    lora: bool = _f(True, "LoRA (PEFT) instead of full fine-tuning, for reviser/policy/baselines")
+    lr: float = _f(2e-4, "learning rate (SFT, reviser and policy rounds)")
+    pref_lr: float = _f(5e-5, "learning rate for DPO/ORPO baselines")
+    beta: float = _f(0.1, "DPO beta (sigmoid) / ORPO lambda (UNVERIFIED: TRL defaults)")
+    epochs: float = _f(1.0, "epochs per training stage")
+    max_steps: int = _f(-1, "cap on optimizer steps per stage (-1 = epochs)")
+    batch_size: int = _f(4, "per-device batch size")
+    max_length: int = _f(384, "max tokens per training example")
+    max_new_tokens: int = _f(96, "policy sampling length")
+    reviser_max_new_tokens: int = _f(160, "reviser generation length")
+    eval_prompts: int = _f(8, "held-out prompts for the pairwise win rate vs SFT")
+    mtbench_limit: int = _f(4, "MT-Bench questions graded (first turn, single-answer)")
+    judge: str = _f("auto", "auto | hf | openai (env WORKBENCH_JUDGE_*)")
+    judge_model: str | None = _f(None, "judge model; None = qwen2.5-coder-0.5b-instruct (weak)")
+    judge_max_new_tokens: int = _f(128, "local judge generation length")
+    baselines: tuple[str, ...] = _f(("sft", "dpo", "orpo"), "baselines to train")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.evolution not in ("internal", "external"):
+            raise ValueError(f"evolution must be internal|external, got {self.evolution!r}")
+        if self.evolution == "external" and not self.external_model:
+            raise ValueError("external evolution needs external_model")
+        if self.rounds < 1 or self.prompts_per_round < 1:
+            raise ValueError("rounds and prompts_per_round must be >= 1")

@@ -1,0 +1,47 @@
+"""`workbench spans evaluate --run DIR --data CSV [--member NAME ...]`: print the official char F1."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def evaluate(run: str, data: str, members: list[str] | None = None) -> float:
+    from workbench.data import load_toxic_spans
+    from workbench.spans.metric import span_f1
+    from workbench.spans.train import load_predictor
+
+    ds = load_toxic_spans("test", path=data)
+    pred = load_predictor(run, members).predict_spans(list(ds["text"]))
+    return span_f1(pred, [list(s) for s in ds["spans"]])
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    try:
+        f1 = evaluate(args.run, args.data, args.member)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        return 2
+    print(f"char F1 {100 * f1:.2f}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("spans", help="toxic span detection (YNU-HPCC)")
+    sub = p.add_subparsers(dest="spans_cmd", required=True)
+    e = sub.add_parser("evaluate", help="score a run on a CSV in the official format")
+    e.add_argument("--run", required=True, help="run dir made by run_spans")
+    e.add_argument("--data", required=True, help="CSV with columns spans,text")
+    e.add_argument("--member", action="append", help="member name(s); default: all (voted)")
+    e.set_defaults(func=_cmd_evaluate)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="workbench")
+    register(parser.add_subparsers(dest="cmd", required=True))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,49 @@
+"""Batched inference: texts -> char offsets, with sliding windows for long texts.
+
+Long texts are NOT truncated: the tokenizer's overflow windows (`max_length`, `stride`) cover the
+whole post and a character is toxic when any window marks a token covering it toxic.
+Empty text (or whitespace only) gives an empty prediction `[]`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from workbench.spans.offsets import tags_to_spans
+
+
+def encode_windows(tokenizer, texts: Sequence[str], max_length: int, stride: int = 32):
+    """Tokenize with overflow windows; returns the BatchEncoding (with `overflow_to_sample_mapping`)."""
+    if max_length < 8:
+        raise ValueError(f"max_length must be >= 8, got {max_length}")
+    return tokenizer(list(texts), truncation=True, max_length=max_length, stride=min(stride, max_length // 4),
+                     return_overflowing_tokens=True, return_offsets_mapping=True, padding=True,
+                     return_tensors="pt")
+
+
+def predict_batch(tagger, tokenizer, texts: Sequence[str], max_length: int = 256, batch_size: int = 16,
+                  extend_words: bool = False, return_probs: bool = False):
+    """Predict char offsets for each text; with `return_probs` also per-token (start, end, prob) lists."""
+    if isinstance(texts, str):
+        raise TypeError("predict expects a list of texts, not a single string")
+    tagger.eval()
+    device = next(tagger.parameters()).device
+    spans: list[set[int]] = [set() for _ in texts]
+    probs: list[list[tuple[int, int, float]]] = [[] for _ in texts]
+    idx = [i for i, t in enumerate(texts) if t.strip()]
+    for s in range(0, len(idx), batch_size):
+        chunk = idx[s:s + batch_size]
+        enc = encode_windows(tokenizer, [texts[i] for i in chunk], max_length)
+        paths, p = tagger.predict_tags(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+        for w, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
+            i = chunk[sample]
+            om = [tuple(x) for x in enc["offset_mapping"][w].tolist()]
+            path = paths[w]
+            spans[i].update(tags_to_spans(texts[i], path, om[:len(path)]))
+            if return_probs:
+                probs[i].extend((a, b, float(p[w, k])) for k, (a, b) in enumerate(om[:len(path)]) if a < b)
+    out = [sorted(x) for x in spans]
+    if extend_words:
+        from workbench.spans.offsets import extend_to_words
+        out = [extend_to_words(t, o) for t, o in zip(texts, out, strict=True)]
+    return (out, probs) if return_probs else out
