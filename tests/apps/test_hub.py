@@ -50,8 +50,8 @@ def test_hub_served_on_loopback_answers_client(runs, launch_app):
 def test_hub_in_chromium(runs, launch_app, browser_page):
     url = launch_app(build_hub(runs))
     page = browser_page
-    page.goto(url, wait_until="networkidle")
-    page.get_by_text("Finished runs").wait_for(timeout=20_000)
+    page.goto(url, wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_text("Finished runs").wait_for(timeout=60_000)
     # the run picker starts on the only complete run, whose table loads with the page
     page.locator("#run-table").get_by_text("BlockPruner").filter(visible=True).first.wait_for(timeout=20_000)
     shot = screenshot(page, "hub_runs")
