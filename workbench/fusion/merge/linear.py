@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from workbench.fusion.merge.registry import MERGE_METHODS, expand, per_model
+from workbench.fusion.merge.registry import MERGE_METHODS, per_model
 
 
 @MERGE_METHODS.register("linear", paper="https://arxiv.org/abs/2203.05482", uses_base=False)
@@ -25,9 +25,10 @@ def linear(base: Tensor, tensors: list[Tensor], *, weight: float | Sequence[floa
     """
     if not tensors:
         raise ValueError("linear merge needs at least one input tensor")
-    x = torch.stack([t.float() for t in tensors])  # (T, *S)
     w = per_model(weight, len(tensors), "weight", 1.0)
-    out = (expand(w, x) * x).sum(0)
+    out = torch.zeros(base.shape, dtype=torch.float32, device=base.device)
+    for wj, t in zip(w.tolist(), tensors, strict=True):  # accumulate: no (T, *S) stack
+        out.add_(t.to(device=base.device, dtype=torch.float32), alpha=wj)
     if normalize:
         if float(w.sum()) == 0:
             raise ValueError("linear merge with normalize=True: the weights sum to 0")

@@ -25,7 +25,10 @@ def stack_deltas(base: Tensor, tensors: Sequence[Tensor]) -> Tensor:
     if not tensors:
         raise ValueError("a merge needs at least one input tensor besides the base")
     b = base.float()
-    return torch.stack([t.float() - b for t in tensors])
+    out = torch.empty((len(tensors), *base.shape), dtype=torch.float32, device=base.device)
+    for i, t in enumerate(tensors):  # no (T, *S) temporaries besides `out`
+        torch.sub(t.to(device=base.device, dtype=torch.float32), b, out=out[i])
+    return out
 
 
 def per_model(value: float | Sequence[float] | None, n: int, name: str, default: float) -> Tensor:

@@ -87,11 +87,23 @@ def sce(base: Tensor, tensors: list[Tensor], *, select_topk: float = 0.1,
     if variant not in SCE_VARIANTS:
         raise ValueError(f"sce variant must be one of {SCE_VARIANTS}, got {variant!r}")
     deltas = stack_deltas(base, tensors)  # (T, *S)
-    masked = deltas * sce_select_mask(deltas, select_topk)
-    eta = sce_coefficients(masked)  # (T,)
-    merged_in = masked if variant == "masked" else deltas
-    keep = sce_erase_mask(merged_in) if erase else torch.ones_like(merged_in)
-    w = expand(eta, merged_in) * keep  # (T, *S)
+    if select_topk < 1:
+        mask = sce_select_mask(deltas, select_topk)
+        if variant == "masked":  # the masked deltas are all that is needed from here on
+            merged_in = deltas.mul_(mask)
+            eta = sce_coefficients(merged_in)  # (T,)
+        else:  # official: the mask only enters eta
+            eta = sce_coefficients(deltas * mask)
+            merged_in = deltas
+        del mask
+    else:
+        eta = sce_coefficients(deltas)
+        merged_in = deltas
+    if erase:
+        w = sce_erase_mask(merged_in)  # (T, *S), 1 where the sign agrees with the vote
+    else:
+        w = torch.ones_like(merged_in)
+    w.mul_(expand(eta, w))  # eta_j e_j
     den = w.sum(0)
     den = torch.where(den == 0, torch.ones_like(den), den)
-    return finish(base, (merged_in * w).sum(0) / den)
+    return finish(base, merged_in.mul_(w).sum(0).div_(den))  # merged_in is ours to overwrite
