@@ -1,0 +1,98 @@
+"""FuseChatConfig: one config for the whole FuseChat pipeline (papers.md §1.a, §1.b).
+
+Part 1 (representations -> vocab maps -> aligned representations) and part 2 (pairwise fusion
+training -> merging -> evaluation) read the same frozen config; presets live in
+`workbench/presets/fusechat.yaml` (`smoke`, `quick`, `cpu`, `paper`).
+
+>>> cfg = FuseChatConfig.from_preset("quick", data_size=16)        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from workbench.common.config import RunConfig
+
+VOCAB_MAPS = ("em", "mined", "ms")
+FUSE_LOSSES = ("ce", "kl")
+
+
+def _f(default, help_: str):
+    return field(default=default, metadata={"help": help_})
+
+
+@dataclass(frozen=True, kw_only=True)
+class FuseChatConfig(RunConfig):
+    PRESETS: ClassVar[str] = "fusechat"
+
+    # ---- part 1: representations ------------------------------------------------------------
+    pivot: str = _f("smollm2-135m-instruct", "pivot model (its chat template renders all data)")
+    sources: tuple[str, ...] = _f(
+        ("gemma3-270m", "qwen2.5-coder-0.5b-instruct"), "source models fused into the pivot")
+    data: str = _f("sharegpt", "chat data: sharegpt (offline) or a .json/.jsonl file of "
+                               "{id, messages: [{role, content}]} rows")
+    data_size: int = _f(32, "dialogues scored (after dropping ones with no assistant turn)")
+    max_length: int = _f(512, "tokens per dialogue, each model's tokenizer (paper: 2048)")
+    top_k: int = _f(10, "top-K logits and ids kept per position (paper: 10)")
+    repr_batch_size: int = _f(8, "max dialogues per forward pass (batched by length)")
+    token_budget: int = _f(4096, "max padded tokens per forward pass (batch x longest)")
+    shard_size: int = _f(16, "dialogues per on-disk shard (the unit of resume)")
+    chat_template: str | None = _f(
+        None, "jinja chat template (text or a .jinja file) overriding the pivot's; required when "
+              "the pivot has none")
+    vocab_map: str = _f("ms", "vocab map used for the fusion targets: em | mined | ms")
+    compare_vocab_maps: tuple[str, ...] = _f(
+        VOCAB_MAPS, "vocab maps aligned and compared in the stats table (must include vocab_map)")
+
+    # ---- part 2: fusion training (used by workbench.fusion.train) ---------------------------
+    lam: float = _f(0.9, "lambda: L = lam * SFT + (1 - lam) * fusion loss (paper: 0.9)")
+    fuse_loss: str = _f("ce", "fusion loss: ce | kl")
+    fuse_temperature: float = _f(1.0, "softmax temperature on the top-K target logits")
+    lr: float = _f(5e-6, "learning rate (paper: 5e-6)")
+    epochs: float = _f(3.0, "training epochs per target (paper: 3)")
+    max_steps: int = _f(-1, "cap on optimizer steps per target (-1 = epochs)")
+    batch_size: int = _f(4, "per-device training batch size")
+    grad_accum: int = _f(1, "gradient accumulation steps")
+    lora: bool = _f(False, "train LoRA adapters (PEFT) instead of full fine-tuning")
+    baselines: tuple[str, ...] = _f(("sft", "multi"), "baselines: sft (lam=1) and/or multi")
+    merge_methods: tuple[str, ...] = _f(
+        ("sce", "linear", "task_arithmetic", "ties", "dare_linear"), "merge methods compared")
+    tau: float = _f(0.1, "SCE select_topk (paper: 0.1)")
+    eval_size: int = _f(16, "held-out dialogues for response CE/PPL")
+    mtbench_limit: int = _f(4, "MT-Bench questions generated and judged")
+    zeroshot_limit: int = _f(20, "examples per zero-shot task")
+    judge: str = _f("auto", "auto | hf | openai (env WORKBENCH_JUDGE_*)")
+    judge_model: str | None = _f(None, "local judge model; None = the largest offline chat model")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.sources:
+            raise ValueError("FuseChatConfig.sources is empty: name at least one source model")
+        for name, value in (("data_size", self.data_size), ("max_length", self.max_length),
+                            ("top_k", self.top_k), ("repr_batch_size", self.repr_batch_size),
+                            ("token_budget", self.token_budget), ("shard_size", self.shard_size),
+                            ("batch_size", self.batch_size), ("grad_accum", self.grad_accum)):
+            if value < 1:
+                raise ValueError(f"FuseChatConfig.{name} must be >= 1, got {value}")
+        if self.max_length < 8:
+            raise ValueError(f"FuseChatConfig.max_length must be >= 8, got {self.max_length}")
+        for m in (self.vocab_map, *self.compare_vocab_maps):
+            if m not in VOCAB_MAPS:
+                raise ValueError(f"vocab map {m!r} unknown; choose from {', '.join(VOCAB_MAPS)}")
+        if self.vocab_map not in self.compare_vocab_maps:
+            raise ValueError(f"vocab_map {self.vocab_map!r} must be one of compare_vocab_maps "
+                             f"{self.compare_vocab_maps}")
+        if self.fuse_loss not in FUSE_LOSSES:
+            raise ValueError(f"fuse_loss must be ce|kl, got {self.fuse_loss!r}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam must be in [0, 1], got {self.lam}")
+        if self.fuse_temperature <= 0:
+            raise ValueError(f"fuse_temperature must be > 0, got {self.fuse_temperature}")
+        if self.tau <= 0:
+            raise ValueError(f"tau must be > 0, got {self.tau}")
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Pivot first, then the sources: the order representations are computed in."""
+        return (self.pivot, *self.sources)
