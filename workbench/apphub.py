@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from pathlib import Path
@@ -16,17 +15,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 from workbench.common.io import read_json, read_yaml  # noqa: E402
+from workbench.common.papers import PAPERS, optional_import  # noqa: E402
 from workbench.common.rundir import list_runs, runs_root  # noqa: E402
 
 log = logging.getLogger(__name__)
 
 # tab title -> module with build_app(runs_root)
-PAPER_APPS: dict[str, str] = {
-    "BlockPruner: block importance": "workbench.pruning.app",
-    "FuseChat: token alignment": "workbench.fusion.app",
-    "SEFT: reviser playground": "workbench.seft.app",
-    "Toxic spans": "workbench.spans.app",
-}
+PAPER_APPS: dict[str, str] = {p.tab: f"{p.package}.app" for p in PAPERS}
 
 EMPTY_HINT = ("No finished runs under `{root}` yet. Make some with "
               "`workbench reproduce all --profile smoke --results results` and launch "
@@ -109,11 +104,8 @@ def build_hub(root: str | Path | None = None) -> gr.Blocks:
         with gr.Tab("Runs", id="runs"):
             build_runs_tab(root, hub)
         for title, mod in PAPER_APPS.items():
-            try:
-                module = importlib.import_module(mod)
-            except ModuleNotFoundError as e:
-                if e.name != mod:
-                    raise
+            module = optional_import(mod)
+            if module is None:
                 continue
             with gr.Tab(title):
                 module.build_app(Path(root) if root else None).render()

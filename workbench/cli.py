@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import sys
 
+from workbench.common.papers import PAPERS, optional_import
 from workbench.common.runtime import setup_logging
 
-PAPER_CLIS = ("workbench.pruning.cli", "workbench.fusion.cli", "workbench.seft.cli",
-              "workbench.spans.cli")
+PAPER_CLIS = tuple(f"{p.package}.cli" for p in PAPERS)
 
 
 def _offline_defaults() -> None:
@@ -106,13 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.set_defaults(func=cmd_app)
 
     for mod in PAPER_CLIS:
-        try:
-            module = importlib.import_module(mod)
-        except ModuleNotFoundError as e:
-            if e.name != mod:
-                raise
-            continue
-        module.register(sub)
+        module = optional_import(mod)
+        if module is not None:
+            module.register(sub)
     return p
 
 

@@ -20,17 +20,13 @@ import yaml
 
 from workbench.common.config import PROFILES
 from workbench.common.io import atomic_write_text, read_json, read_yaml, write_json
+from workbench.common.papers import PAPERS
 from workbench.common.registry import did_you_mean
 
 log = logging.getLogger(__name__)
 
 # notebook name -> paper title
-NOTEBOOKS: dict[str, str] = {
-    "blockpruner": "BlockPruner: fine-grained pruning for LLMs (Findings ACL 2025)",
-    "fusechat": "FuseChat: knowledge fusion of chat models (EMNLP 2025)",
-    "seft": "SEFT: self-evolution fine-tuning (Findings EMNLP 2024)",
-    "toxic_spans": "YNU-HPCC at SemEval-2021 Task 5: toxic span detection",
-}
+NOTEBOOKS: dict[str, str] = {p.kind: p.title for p in PAPERS}
 
 
 def project_root() -> Path:

@@ -13,10 +13,10 @@ import nbformat
 import pytest
 
 from workbench.common.config import RunConfig
+from workbench.common.papers import PAPERS
 from workbench.reproduce import NOTEBOOKS, notebooks_dir
 
-PACKAGES = {"blockpruner": "workbench.pruning", "fusechat": "workbench.fusion",
-            "seft": "workbench.seft", "toxic_spans": "workbench.spans"}
+PACKAGES = {p.kind: p.package for p in PAPERS}
 EXISTING = [n for n in NOTEBOOKS if (notebooks_dir() / f"{n}.ipynb").exists()]
 
 
@@ -35,8 +35,11 @@ def config_fields(name: str) -> set[str]:
     return fields
 
 
-def test_every_paper_has_a_package():
-    assert set(PACKAGES) == set(NOTEBOOKS)
+@pytest.mark.parametrize("name", list(PACKAGES))
+def test_every_paper_package_imports_and_has_presets(name):
+    importlib.import_module(PACKAGES[name])
+    assert (Path(__file__).resolve().parents[2] / "workbench" / "presets" / f"{name}.yaml").exists() \
+        or name not in EXISTING
 
 
 @pytest.mark.parametrize("name", EXISTING)

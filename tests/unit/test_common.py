@@ -117,3 +117,14 @@ def test_killed_run_never_looks_complete(tmp_path):
 def test_write_json_is_strict(tmp_path):
     write_json(tmp_path / "m.json", {"score": float("nan"), "rows": [{"x": float("inf")}, 1.5]})
     assert json.loads((tmp_path / "m.json").read_text()) == {"score": None, "rows": [{"x": None}, 1.5]}
+
+
+def test_optional_import_missing_module_is_none_but_broken_dependency_raises(tmp_path, monkeypatch):
+    from workbench.common.papers import optional_import
+
+    assert optional_import("workbench.no_such_paper_module") is None
+    assert optional_import("workbench.common.io").__name__ == "workbench.common.io"
+    (tmp_path / "wb_broken_mod.py").write_text("import no_such_dependency_xyz\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModuleNotFoundError, match="no_such_dependency_xyz"):
+        optional_import("wb_broken_mod")
