@@ -85,3 +85,17 @@ def test_describe_rows():
     assert row["ready"] and row["vocab"] == 49152 and row["chat_template"]
     row = models.describe("minilm-l6")
     assert row["ready"] and row["vocab"] == 30522
+
+
+def test_cached_sha256_rehashes_only_when_the_file_changes(tmp_path, monkeypatch):
+    from workbench.common import models
+
+    f = tmp_path / "w.bin"
+    f.write_bytes(b"abc")
+    calls = []
+    real = models.sha256_file
+    monkeypatch.setattr(models, "sha256_file", lambda p: calls.append(p) or real(p))
+    first = models.cached_sha256(f)
+    assert models.cached_sha256(f) == first and len(calls) == 1
+    f.write_bytes(b"abcd")
+    assert models.cached_sha256(f) != first and len(calls) == 2

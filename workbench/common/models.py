@@ -167,6 +167,18 @@ def _verified(folder: str, stamp: tuple) -> bool:
     return True
 
 
+@lru_cache(maxsize=32)
+def _file_sha256(path: str, stamp: tuple) -> str:
+    return sha256_file(Path(path))
+
+
+def cached_sha256(path: Path) -> str:
+    """sha256 of a file, computed once per (path, size, mtime): a large file is not re-hashed on
+    every `workbench models` call or hub refresh."""
+    st = path.stat()
+    return _file_sha256(str(path), (st.st_size, st.st_mtime_ns))
+
+
 def verify_folder(folder: Path) -> None:
     if os.environ.get("WORKBENCH_VERIFY", "1") == "0":
         return
@@ -215,7 +227,7 @@ def prepare(name: str, force: bool = False) -> Path:
     spec = OFFLINE_MODELS.get(name)
     if spec.kind == "encoder":
         folder = spec.source(Path())
-        if sha256_file(folder / "model.safetensors") != spec.sha256:
+        if cached_sha256(folder / "model.safetensors") != spec.sha256:
             raise ChecksumError(f"{folder / 'model.safetensors'}: checksum mismatch; reinstall: {spec.install}")
         return folder
     final = model_dir(name)
