@@ -64,6 +64,9 @@ class FuseChatConfig(RunConfig):
     zeroshot_limit: int = _f(20, "examples per zero-shot task")
     judge: str = _f("auto", "auto | hf | openai (env WORKBENCH_JUDGE_*)")
     judge_model: str | None = _f(None, "local judge model; None = the largest offline chat model")
+    max_new_tokens: int = _f(128, "tokens generated per MT-Bench answer turn (greedy)")
+    judge_max_new_tokens: int = _f(256, "tokens a local judge writes per judgment")
+    eval_sources: bool = _f(True, "also evaluate the source models (Table 1's upper rows)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,7 +75,9 @@ class FuseChatConfig(RunConfig):
         for name, value in (("data_size", self.data_size), ("max_length", self.max_length),
                             ("top_k", self.top_k), ("repr_batch_size", self.repr_batch_size),
                             ("token_budget", self.token_budget), ("shard_size", self.shard_size),
-                            ("batch_size", self.batch_size), ("grad_accum", self.grad_accum)):
+                            ("batch_size", self.batch_size), ("grad_accum", self.grad_accum),
+                            ("max_new_tokens", self.max_new_tokens),
+                            ("judge_max_new_tokens", self.judge_max_new_tokens)):
             if value < 1:
                 raise ValueError(f"FuseChatConfig.{name} must be >= 1, got {value}")
         if self.max_length < 8:
