@@ -1,0 +1,267 @@
+"""`run_fusechat(cfg)`: the FuseChat pipeline as a list of checkpointed stages (RunDir kind "fusechat").
+
+Part 1 (this file's stages): dialogues -> representations (pivot + every source) -> `ms`
+co-occurrence counts over the corpus (per source) -> aligned representations per source and
+vocabulary map (em / mined / ms; the maps are built inside `align_representations`) + stats.
+Part 2 appends its stages (fusion training, merging, evaluation) to `STAGES`.
+
+A stage is a function `fn(ctx) -> dict` (JSON-able summary). When it returns, its summary is saved
+to `checkpoints/stages/<name>.json`; a re-run of the same config skips every stage whose summary
+exists (and stages resume internally: representations by shard). `metrics.json` is the merge of
+all summaries' `metrics` entries, written last.
+
+    >>> res = run_fusechat(FuseChatConfig.from_preset("smoke"))        # doctest: +SKIP
+    >>> res.metrics["table"]                                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from workbench.common import RunDir, load_tokenizer, resolve_device, resolve_dtype, seed_everything
+from workbench.common.io import read_json, write_json
+from workbench.fusion import represent as R
+from workbench.fusion.config import FuseChatConfig
+
+log = logging.getLogger(__name__)
+
+KIND = "fusechat"
+
+
+def model_slug(name: str) -> str:
+    """A folder name for a model name (`tiny:llama` -> `tiny_llama`, `org/m` -> `org__m`)."""
+    return name.replace("/", "__").replace(":", "_").replace("\\", "__")
+
+
+@dataclass
+class FuseChatContext:
+    """What stages share: the config, the run folder, and the summaries of finished stages."""
+
+    cfg: FuseChatConfig
+    run: RunDir
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _tokenizers: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    # ---- layout -------------------------------------------------------------------------
+    @property
+    def dialogues_path(self) -> Path:
+        return self.run.artifacts / "dialogues.json"
+
+    def repr_dir(self, model: str) -> Path:
+        return self.run.artifacts / "representations" / model_slug(model)
+
+    def counts_path(self, source: str) -> Path:
+        return self.run.artifacts / "ms_counts" / f"{model_slug(source)}.npz"
+
+    def aligned_dir(self, source: str, kind: str) -> Path:
+        return self.run.artifacts / "aligned" / model_slug(source) / kind
+
+    # ---- shared objects -----------------------------------------------------------------
+    def tokenizer(self, model: str):
+        if model not in self._tokenizers:
+            self._tokenizers[model] = load_tokenizer(model)
+        return self._tokenizers[model]
+
+    def representations(self, model: str):
+        return R.load_representations(self.repr_dir(model))
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    fn: Callable[[FuseChatContext], dict[str, Any]]
+    doc: str = ""
+
+
+# ------------------------------------------------------------------------------------------
+# part 1 stages
+# ------------------------------------------------------------------------------------------
+def stage_dialogues(ctx: FuseChatContext) -> dict[str, Any]:
+    """Render the chat data once with the pivot's template and cut it to fit every tokenizer."""
+    cfg = ctx.cfg
+    # over-read: some rows have no assistant turn; 4x + 16 is plenty for ShareGPT
+    rows = R.load_chat_rows(cfg.data, limit=cfg.data_size * 4 + 16)
+    toks = [ctx.tokenizer(m) for m in cfg.models]
+    dialogues = R.prepare_dialogues(rows, toks[0], toks, max_length=cfg.max_length,
+                                    limit=cfg.data_size, chat_template=cfg.chat_template)
+    if not dialogues:
+        raise ValueError(f"data {cfg.data!r}: no dialogue with an assistant turn")
+    if len(dialogues) < cfg.data_size:
+        log.warning("only %d usable dialogues (data_size=%d)", len(dialogues), cfg.data_size)
+    R.save_dialogues(ctx.dialogues_path, dialogues)
+    return {"dialogues": len(dialogues), "fingerprint": R.dialogues_fingerprint(dialogues),
+            "metrics": {"dialogues": len(dialogues)}}
+
+
+def stage_representations(ctx: FuseChatContext) -> dict[str, Any]:
+    """Top-K logits/ids, gold CE and metric_ce of the pivot and every source (resumable shards)."""
+    cfg = ctx.cfg
+    dialogues = R.load_dialogues(ctx.dialogues_path)
+    device = resolve_device(cfg.device)
+    dtype = resolve_dtype(cfg.dtype, device)
+    stats = {}
+    for m in cfg.models:
+        st = R.compute_representations(
+            m, dialogues, ctx.repr_dir(m), top_k=cfg.top_k, max_length=cfg.max_length,
+            batch_size=cfg.repr_batch_size, token_budget=cfg.token_budget,
+            shard_size=cfg.shard_size, device=device, dtype=dtype)
+        stats[m] = asdict(st)
+        gc.collect()
+    _check_all_ids(ctx)
+    total_bytes = sum(s["bytes"] for s in stats.values())
+    total_tokens = sum(s["tokens"] for s in stats.values())
+    return {
+        "models": stats,
+        "metrics": {
+            "repr_bytes_per_token": total_bytes / max(total_tokens, 1),
+            "repr_topk_bytes_per_token": sum(s["topk_bytes_per_token"] * s["tokens"]
+                                             for s in stats.values()) / max(total_tokens, 1),
+            "repr_seconds": sum(s["seconds"] for s in stats.values()),
+            "repr_table": [
+                {"model": m, "role": "pivot" if m == cfg.pivot else "source",
+                 "tokens": s["tokens"], "assistant_tokens": s["assistant_tokens"],
+                 "mean_metric_ce": s["mean_metric_ce"], "bytes_per_token": s["bytes_per_token"],
+                 "seconds": s["seconds"]} for m, s in stats.items()],
+        },
+    }
+
+
+def _check_all_ids(ctx: FuseChatContext) -> None:
+    """Every model's representation holds the pivot's dialogues in the pivot's order."""
+    pivot_ids = ctx.representations(ctx.cfg.pivot)["id"]
+    for s in ctx.cfg.sources:
+        R.check_same_ids(pivot_ids, ctx.representations(s)["id"], (ctx.cfg.pivot, s))
+
+
+
+def stage_cooccurrence(ctx: FuseChatContext) -> dict[str, Any]:
+    """Per source, the `ms` co-occurrence counts C[pivot id, source id] over the whole corpus."""
+    from workbench.fusion import align as A
+
+    cfg = ctx.cfg
+    out: dict[str, Any] = {}
+    if "ms" not in cfg.compare_vocab_maps:
+        return {"counts": out, "metrics": {}}
+    ptok = ctx.tokenizer(cfg.pivot)
+    pivot_ds = ctx.representations(cfg.pivot)
+    for src in cfg.sources:
+        path = ctx.counts_path(src)
+        t0 = time.time()
+        if not path.exists():
+            counts = A.ms_counts(pivot_ds, ctx.representations(src), ptok, ctx.tokenizer(src))
+            A.save_counts(counts, path)
+        counts = A.load_counts(path)
+        sec = time.time() - t0
+        out[src] = {"path": str(path.relative_to(ctx.run.path)), "pairs": int(counts.sum()),
+                    "nonzero": int(counts.nnz), "seconds": sec,
+                    "samples_per_second": len(pivot_ds) / sec if sec > 0 else None}
+    return {"counts": out, "metrics": {}}
+
+
+TABLE_KEYS = ("samples", "positions", "same_vocab", "one_to_one", "one_to_many", "fallback",
+              "empty_rows")
+
+
+def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
+    """Aligned source representations (pivot positions and vocabulary) per source and map."""
+    from workbench.fusion import align as A
+
+    cfg = ctx.cfg
+    ptok = ctx.tokenizer(cfg.pivot)
+    pivot_ds = ctx.representations(cfg.pivot)
+    table, details = [], {}
+    for src in cfg.sources:
+        stok = ctx.tokenizer(src)
+        source_ds = ctx.representations(src)
+        counts = A.load_counts(ctx.counts_path(src)) if ctx.counts_path(src).exists() else None
+        for kind in cfg.compare_vocab_maps:
+            folder = ctx.aligned_dir(src, kind)
+            stats_path = folder.parent / f"{kind}.stats.json"
+            if folder.exists() and stats_path.exists():  # finished before a kill
+                stats = read_json(stats_path)
+            else:
+                t0 = time.time()
+                aligned, stats = A.align_representations(
+                    pivot_ds, source_ds, ptok, stok, kind, counts=counts if kind == "ms" else None)
+                stats = {**stats, "seconds": time.time() - t0}
+                tmp = folder.parent / f".{kind}.tmp"
+                shutil.rmtree(tmp, ignore_errors=True)
+                aligned.save_to_disk(str(tmp))
+                if folder.exists():
+                    shutil.rmtree(folder)
+                tmp.rename(folder)
+                write_json(stats_path, stats)
+            details[f"{src}/{kind}"] = stats
+            table.append({"pivot": cfg.pivot, "source": src, "vocab_map": kind,
+                          "mapping_used": stats.get("vocab_map", kind),
+                          **{k: stats.get(k) for k in TABLE_KEYS},
+                          "seconds": stats.get("seconds")})
+    return {"stats": details, "metrics": {"alignment_table": table, "table": table}}
+
+
+PART1_STAGES: tuple[Stage, ...] = (
+    Stage("dialogues", stage_dialogues, "render + cut the chat data once"),
+    Stage("representations", stage_representations, "teacher-forced top-K per model"),
+    Stage("cooccurrence", stage_cooccurrence, "ms co-occurrence counts over the corpus"),
+    Stage("alignment", stage_alignment, "aligned source representations + stats"),
+)
+
+# part 2 appends its stages here (training, merging, evaluation)
+STAGES: list[Stage] = list(PART1_STAGES)
+
+
+# ------------------------------------------------------------------------------------------
+# the orchestrator
+# ------------------------------------------------------------------------------------------
+@dataclass
+class FuseChatResult:
+    run_dir: Path
+    metrics: dict[str, Any]
+    summaries: dict[str, dict[str, Any]]
+
+
+def stage_path(run: RunDir, name: str) -> Path:
+    return run.checkpoints / "stages" / f"{name}.json"
+
+
+def run_fusechat(cfg: FuseChatConfig, stages: list[Stage] | tuple[Stage, ...] | None = None,
+                 until: str | None = None) -> FuseChatResult:
+    """Run `stages` (default `STAGES`) in order, skipping finished ones; stop after `until`."""
+    stages = list(STAGES if stages is None else stages)
+    names = [s.name for s in stages]
+    if until is not None and until not in names:
+        raise ValueError(f"until={until!r} is not a stage; stages: {', '.join(names)}")
+    t0 = time.time()
+    seed_everything(cfg.seed)
+    run = RunDir.create(cfg, kind=KIND)
+    ctx = FuseChatContext(cfg, run)
+    timings = {}
+    for st in stages:
+        path = stage_path(run, st.name)
+        if path.exists():
+            ctx.summaries[st.name] = read_json(path)
+            log.info("stage %s: done before, skipped", st.name)
+        else:
+            log.info("stage %s: %s", st.name, st.doc)
+            t1 = time.time()
+            summary = st.fn(ctx)
+            summary["seconds"] = time.time() - t1
+            write_json(path, summary)
+            ctx.summaries[st.name] = read_json(path)  # what a resumed run would see
+        timings[st.name] = ctx.summaries[st.name].get("seconds")
+        if st.name == until:
+            break
+    metrics: dict[str, Any] = {}
+    for s in ctx.summaries.values():
+        metrics.update(s.get("metrics", {}))
+    metrics["stage_seconds"] = timings
+    metrics["wall_seconds"] = time.time() - t0
+    run.finish(metrics)
+    return FuseChatResult(run.path, metrics, ctx.summaries)
