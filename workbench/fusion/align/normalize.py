@@ -1,0 +1,234 @@
+"""Token strings -> comparable text (papers.md §1.a step 2.1: "edit distance after stripping the
+word-boundary marker").
+
+The official code compares the raw vocabulary strings after ``.replace(marker, "")`` with one
+marker per tokenizer class (``▁`` for SentencePiece, ``Ġ`` for byte-level BPE) plus six hand-made
+replacements (``âĢĻ`` -> ``’``, ``Ċ`` -> ``<0x0A>``, ...). We generalise this to a canonical text per
+token, measured on the real offline tokenizers (SmolLM2 and Qwen2.5 are byte-level BPE, Gemma-3 is
+SentencePiece with byte fallback):
+
+- byte-level BPE (``Ġworld``, ``ĊĠĠĠ``, ``ĠðŁĺ`` + ``Ģ`` for one emoji): undo the GPT-2
+  byte-to-unicode table to get the token's bytes;
+- SentencePiece (``▁world``, ``▁▁``, literal ``\\n``/``\\t``, byte fallback ``<0xF0>``): ``▁`` is a
+  space, ``<0xNN>`` is the byte NN;
+- added/special tokens (``<|im_start|>``, ``<bos>``) are their literal content;
+- anything else (WordPiece, char vocabularies) is kept as is.
+
+The bytes are decoded as UTF-8 with ``surrogateescape``: complete characters become text
+(``" café"``, ``" 😀"``), an incomplete UTF-8 piece becomes one lone surrogate per byte
+(``"\\udcf0\\udc9f\\udc98"``), so the map is injective and ``text.encode("utf-8",
+"surrogateescape")`` gives the exact bytes back (suffix and concatenation checks use those bytes,
+so a byte-split emoji on one side still lines up with the whole emoji on the other).
+
+The word-boundary marker is the space: ``strip`` removes every space (the official
+``.replace(marker, "")`` removes every marker, not only a leading one).
+
+Edit distances (DTW cost, ``mined``, ``ms``) are taken on the *bytes* by default (``unit="byte"``:
+the canonical text's UTF-8 bytes as a latin-1 string, one character per byte, identical to the
+text for ASCII): a byte-level token holding two of the three bytes of ``你`` is then at distance 1
+from ``你``, where a character-level distance would see no overlap at all. The official code
+compares the raw vocabulary strings (byte-level for GPT-2 style, characters for SentencePiece);
+``unit="char"`` compares canonical texts character by character.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+__all__ = ["UNITS", "TokenTexts", "byte_text", "bytes_to_unicode", "display_text", "normalize_token", "strip_marker",
+           "to_bytes", "token_texts", "tokenizer_kind"]
+
+SP_MARKER = "\u2581"  # ▁
+UNITS = ("byte", "char")
+_BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
+
+
+@lru_cache(maxsize=1)
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable unicode table (byte-level BPE vocabularies)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(
+        range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs), strict=True))
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_bytes() -> dict[str, int]:
+    return {c: b for b, c in bytes_to_unicode().items()}
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def byte_text(text: str) -> str:
+    """The canonical text's bytes as a latin-1 string (one character per byte)."""
+    return text.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def to_bytes(text: str) -> bytes:
+    """The exact bytes of a canonical token text (inverse of the surrogateescape decoding)."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_VISIBLE = {" ": "␣", "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def display_text(text: str, visible_whitespace: bool = False) -> str:
+    """A printable form of a canonical text: incomplete UTF-8 bytes as ``<0xNN>`` (they are lone
+    surrogates, which JSON, Arrow and browsers reject); optionally ``␣``, ``\\n``, ``\\t``."""
+    out = _SURROGATE.sub(lambda m: f"<0x{ord(m.group()) - 0xDC00:02X}>", text)
+    if visible_whitespace:
+        out = "".join(_VISIBLE.get(c, c) for c in out)
+    return out
+
+
+def strip_marker(text: str) -> str:
+    """Remove the word-boundary marker (every space), like the official ``.replace(marker, "")``."""
+    return text.replace(" ", "")
+
+
+def normalize_token(token: str, kind: str) -> str:
+    """Canonical text of one vocabulary string for a tokenizer of ``kind``.
+
+    ``kind`` is ``"byte_level"``, ``"sentencepiece"`` or ``"plain"`` (see :func:`tokenizer_kind`).
+    A byte-level string with a character outside the GPT-2 table (an added token written
+    literally) is kept as is.
+    """
+    if kind == "byte_level":
+        table = _unicode_to_bytes()
+        try:
+            return _decode(bytes(table[c] for c in token))
+        except KeyError:
+            return token
+    if kind == "sentencepiece":
+        m = _BYTE_FALLBACK.match(token)
+        if m:
+            return _decode(bytes([int(m.group(1), 16)]))
+        return token.replace(SP_MARKER, " ")
+    if kind == "plain":
+        return token
+    raise ValueError(f"kind must be byte_level, sentencepiece or plain, got {kind!r}")
+
+
+def _backend_json(tokenizer: Any) -> str:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return ""
+    return f"{backend.pre_tokenizer!r} {backend.decoder!r}"
+
+
+def tokenizer_kind(tokenizer: Any) -> str:
+    """``"byte_level"`` | ``"sentencepiece"`` | ``"plain"``, read from the tokenizer's decoder.
+
+    Falls back to looking at the vocabulary (``Ġ`` or ``▁`` prefixed entries) for slow tokenizers.
+    """
+    desc = _backend_json(tokenizer)
+    if "ByteLevel" in desc:
+        return "byte_level"
+    if SP_MARKER in desc or "Metaspace" in desc or "ByteFallback" in desc:
+        return "sentencepiece"
+    vocab = tokenizer.get_vocab()
+    sample = list(vocab)[:5000]
+    g = sum(t.startswith("Ġ") for t in sample)
+    s = sum(t.startswith(SP_MARKER) for t in sample)
+    if max(g, s) == 0:
+        return "plain"
+    return "byte_level" if g > s else "sentencepiece"
+
+
+@dataclass(frozen=True, eq=False)
+class TokenTexts:
+    """Canonical texts of a whole vocabulary (index = token id).
+
+    ``texts[i]`` is the canonical text, ``stripped[i]`` the text without markers,
+    ``byte_texts[i]`` the text's bytes as a latin-1 string (for byte-unit edit distances); ``text_to_id`` maps a canonical text to the preferred id (a regular
+    token over a byte-fallback one over a special one, then the lowest id). ``special`` holds the
+    ids of added/special tokens. Built once per tokenizer (:func:`token_texts` caches it).
+    """
+
+    name: str
+    kind: str
+    texts: list[str]
+    stripped: list[str]
+    byte_texts: list[str]
+    special: frozenset[int]
+    text_to_id: dict[str, int] = field(repr=False)
+    bos_id: int | None = None
+    eos_id: int | None = None
+    unk_id: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def of(self, ids, unit: str = "char") -> list[str]:
+        """Canonical texts (``unit="byte"``: byte texts) of a sequence of ids (unknown -> "")."""
+        t = self.unit_texts(unit)
+        n = len(t)
+        return [t[i] if 0 <= i < n else "" for i in ids]
+
+    def unit_texts(self, unit: str) -> list[str]:
+        if unit not in UNITS:
+            raise ValueError(f"unit must be one of {UNITS}, got {unit!r}")
+        return self.byte_texts if unit == "byte" else self.texts
+
+    def stripped_of(self, ids) -> list[str]:
+        t, n = self.stripped, len(self.stripped)
+        return [t[i] if 0 <= i < n else "" for i in ids]
+
+    def lookup(self, text: str) -> int | None:
+        return self.text_to_id.get(text)
+
+    @property
+    def stripped_array(self) -> np.ndarray:
+        return np.asarray(self.stripped, dtype=object)
+
+
+_CACHE: dict[tuple, TokenTexts] = {}
+
+
+def _vocab_size(tokenizer: Any) -> int:
+    vocab = tokenizer.get_vocab()
+    return max(len(tokenizer), max(vocab.values()) + 1 if vocab else 0)
+
+
+def token_texts(tokenizer: Any) -> TokenTexts:
+    """The :class:`TokenTexts` of ``tokenizer`` (cached per name, class and vocabulary size)."""
+    n = _vocab_size(tokenizer)
+    key = (getattr(tokenizer, "name_or_path", ""), type(tokenizer).__name__, n)
+    if key in _CACHE:
+        return _CACHE[key]
+    kind = tokenizer_kind(tokenizer)
+    raw = [""] * n
+    for tok, i in tokenizer.get_vocab().items():
+        raw[i] = tok
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special = {int(i) for i in added} | {int(i) for i in (tokenizer.all_special_ids or [])}
+    texts = [raw[i] if i in special else normalize_token(raw[i], kind) for i in range(n)]
+    stripped = [strip_marker(t) for t in texts]
+    byte_texts = [byte_text(t) for t in texts]
+    text_to_id: dict[str, int] = {}
+    fallback_ids = [i for i in range(n) if kind == "sentencepiece" and _BYTE_FALLBACK.match(raw[i])]
+    regular = sorted(set(range(n)) - special - set(fallback_ids))
+    for group in (regular, fallback_ids, sorted(special)):
+        for i in group:
+            if raw[i]:
+                text_to_id.setdefault(texts[i], i)
+    out = TokenTexts(
+        name=str(key[0]), kind=kind, texts=texts, stripped=stripped, byte_texts=byte_texts, special=frozenset(special),
+        text_to_id=text_to_id, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+        unk_id=tokenizer.unk_token_id)
+    _CACHE[key] = out
+    return out
