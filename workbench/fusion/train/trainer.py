@@ -117,6 +117,9 @@ class FuseTrainer(Trainer):
                         use_cache=False)
         loss, sft, fuse = fusion_objective(outputs.logits, labels, ids, probs, self.lam,
                                            self.fuse_loss)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {self.state.global_step}: "
+                                     f"sft={float(sft)}, fusion={float(fuse)}")
         if model.training:
             self._parts["sft_loss"].append(float(sft))
             self._parts["fuse_loss"].append(float(fuse))

@@ -1,0 +1,42 @@
+"""FuseChat part 2 glue: merge parameters of the FuseChat configs, Table 1 rows."""
+
+import math
+
+import pytest
+
+from workbench.fusion.config import FuseChatConfig
+from workbench.fusion.train.pipeline import fusechat_table, merge_config, short_name
+
+
+def test_merge_config_uses_fusechat_parameters(tmp_path):
+    cfg = FuseChatConfig.from_preset("smoke", tau=0.25)
+    sce = merge_config(cfg, "sce", [tmp_path / "a", tmp_path / "b"], tmp_path / "o")
+    assert sce.base_model == "tiny:llama" and sce.parameters == {"select_topk": 0.25}
+    ties = merge_config(cfg, "ties", [tmp_path / "a", tmp_path / "b"], tmp_path / "o")
+    assert ties.model_parameters == ({"weight": 0.2, "density": 0.6},) * 2
+    ta = merge_config(cfg, "task_arithmetic", [tmp_path / "a"], tmp_path / "o")
+    assert ta.parameters == {"normalize": False} and ta.model_parameters == ({"weight": 0.3},)
+    with pytest.raises(ValueError, match="no FuseChat parameters"):
+        merge_config(cfg, "slerp", [tmp_path / "a"], tmp_path / "o")
+
+
+def _res(group, ce, judge, zs):
+    return {"group": group, "params_m": 135.0, "heldout": {"ce": ce, "ppl": math.exp(ce)},
+            "mtbench": {"score": judge, "turn1": judge, "turn2": judge}, "zeroshot": {"avg": zs}}
+
+
+def test_table_orders_groups_and_reports_change_vs_sft():
+    rows = fusechat_table({"SCE": _res("merge", 1.8, 5.5, 0.4), "SFT": _res("baseline", 2.0, 5.0, 0.3),
+                           "p": _res("pivot", 2.2, float("nan"), 0.3),
+                           "t1": _res("target", 1.9, 4.0, 0.35)})
+    assert [r["model"] for r in rows] == ["p", "SFT", "t1", "SCE"]
+    assert len({tuple(r) for r in rows}) == 1  # same keys in every row
+    sce = rows[-1]
+    assert sce["ce_vs_sft_pct"] == -10.0 and sce["judge_vs_sft_pct"] == 10.0
+    assert rows[0]["judge_avg"] is None and rows[0]["ce_vs_sft_pct"] is None
+    assert rows[2]["judge_vs_sft_pct"] == -20.0
+
+
+def test_short_name():
+    assert short_name("tiny:llama") == "tiny-llama"
+    assert short_name("openchat/openchat_3.5") == "openchat_3.5"
