@@ -1,3 +1,6 @@
+import json
+import shutil
+
 import pytest
 
 from workbench.spans.cli import main
@@ -8,8 +11,32 @@ from workbench.spans.train import SpansConfig, build_tagger, load_predictor, run
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     cfg = SpansConfig.from_preset("smoke", output_dir=str(tmp_path_factory.mktemp("runs")),
-                                  heads=["cls", "layer_attention"], train_limit=16, trial_limit=8)
+                                  heads=["cls", "layer_attention"], train_limit=16, trial_limit=8,
+                                  evals_per_epoch=2)
     return run_spans(cfg)
+
+
+@pytest.mark.slow
+def test_selection_history_and_resume(tmp_path):
+    cfg = SpansConfig.from_preset("smoke", output_dir=str(tmp_path), heads=["cls", "concat_cls"],
+                                  crf=[False], train_limit=8, trial_limit=4, evals_per_epoch=2)
+    run = run_spans(cfg)
+    members = run.path / "artifacts" / "members"
+    meta = json.loads((members / "cls" / "member.json").read_text())
+    assert len(meta["history"]) == 2  # two trial checks in the epoch
+    assert meta["trial_f1"] == max(h["trial_f1"] for h in meta["history"])  # kept the best
+    # interrupted run: metrics.json missing, second member lost -> the first is reused, not retrained
+    stamp = (members / "cls" / "model.safetensors").stat().st_mtime_ns
+    (run.path / "metrics.json").unlink()
+    shutil.rmtree(members / "concat_cls")
+    again = run_spans(cfg)
+    assert again.path == run.path
+    assert (members / "cls" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert (members / "concat_cls" / "member.json").exists()
+    assert again.is_complete() and [r["member"] for r in again.metrics()["table"]] == ["cls", "concat_cls", "ensemble"]
+    # re-running a complete run starts over: members retrained
+    run_spans(cfg)
+    assert (members / "cls" / "model.safetensors").stat().st_mtime_ns != stamp
 
 
 def test_run_table_and_predict(run_dir):
@@ -47,3 +74,19 @@ def test_cli_evaluate(run_dir, tmp_path, capsys):
     assert main(["spans", "evaluate", "--run", str(run_dir.path), "--data", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "\n" not in err
+    assert main(["spans", "evaluate", "--run", str(run_dir.path), "--data", str(good), "--member", "nope"]) == 2
+    assert "unknown member" in capsys.readouterr().err
+    assert main(["spans", "evaluate", "--run", str(run_dir.path), "--data", str(good), "--member", "cls-crf",
+                 "--int8", "--extend-words"]) == 0
+    assert "char F1" in capsys.readouterr().out
+
+
+def test_int8_and_extend_words_predictor(run_dir):
+    texts = ["you are an idiot", "have a nice day"]
+    fp = load_predictor(run_dir.path, ["cls-crf"]).predict_spans(texts)
+    q = load_predictor(run_dir.path, ["cls-crf"], quantize=True)
+    model = q.members["cls-crf"][0]
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in model.modules())
+    assert all(0 <= o < len(t) for t, p in zip(texts, q.predict_spans(texts), strict=True) for o in p)
+    ext = load_predictor(run_dir.path, ["cls-crf"], extend_words=True).predict_spans(texts)
+    assert all(set(a) <= set(b) for a, b in zip(fp, ext, strict=True))

@@ -44,19 +44,14 @@ def test_extend_to_words():
     assert extend_to_words("you idiot ok", [5]) == [4, 5, 6, 7, 8]
 
 
-def _tok():
-    from workbench.common.models import load_tokenizer
-    return load_tokenizer("tiny:bert")
+TOKS: dict = {}
 
 
-TOK = None
-
-
-def tok():
-    global TOK
-    if TOK is None:
-        TOK = _tok()
-    return TOK
+def tok(name: str = "tiny:bert"):
+    if name not in TOKS:
+        from workbench.common.models import load_tokenizer
+        TOKS[name] = load_tokenizer(name)
+    return TOKS[name]
 
 
 @settings(max_examples=60, deadline=None)
@@ -79,7 +74,51 @@ def test_roundtrip_token_aligned(text, data):
     assert set(raw) & covered <= set(back)
     # word level: extend gold to words, tags -> words gives back the extended gold (covered part)
     wl = tags_to_spans(text, spans_to_tags(text, raw, om, word_level=True), om, extend_words=True)
-    assert set(extend_to_words(text, raw)) & covered <= set(wl)
+    assert set(extend_to_words(text, raw)) & covered <= set(wl) <= set(extend_to_words(text, raw))
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(max_size=40), data=st.data())
+def test_roundtrip_byte_level_bpe(text, data):
+    """A byte-level BPE tokenizer (Qwen2): offsets may include the leading space and several byte
+    tokens may share one character; every gold character a token covers comes back, nothing else
+    outside the toxic tokens' ranges does."""
+    enc = tok("tiny:qwen2")(text, return_offsets_mapping=True)
+    om = [tuple(x) for x in enc["offset_mapping"]]
+    raw = data.draw(st.lists(st.integers(0, max(len(text) - 1, 0)), max_size=10)) if text else []
+    for scheme in ("io", "bio"):
+        tags = spans_to_tags(text, raw, om, scheme=scheme)
+        back = set(tags_to_spans(text, tags, om, fill_gaps=False))
+        covered = {c for a, b in om for c in range(a, b)}
+        toxic_chars = {c for t, (a, b) in zip(tags, om, strict=True) if t > 0 for c in range(a, b)}
+        assert set(raw) & covered <= back == toxic_chars
+
+
+def test_sub_token_vs_word_level_labels():
+    text = "you idiotically dumb"
+    om = [(0, 0), (0, 3), (4, 9), (9, 15), (16, 20), (0, 0)]  # [CLS] you idiot ##ically dumb [SEP]
+    gold = list(range(4, 9))  # only "idiot"
+    assert spans_to_tags(text, gold, om) == [-100, 0, 1, 0, 0, -100]  # sub-token labels
+    assert spans_to_tags(text, gold, om, word_level=True) == [-100, 0, 1, 1, 0, -100]  # whole word
+    assert spans_to_tags(text, gold, om, scheme="bio", word_level=True) == [-100, 0, 1, 2, 0, -100]
+    tags = [-100, 0, 1, 0, 0, -100]
+    assert tags_to_spans(text, tags, om) == gold
+    assert tags_to_spans(text, tags, om, extend_words=True) == list(range(4, 15))
+
+
+def test_bio_gap_filled_only_for_continuations():
+    text = "you  idiot"  # two spaces: "you" and "idiot" are separate spans unless I continues
+    om = [(0, 3), (5, 10)]
+    assert tags_to_spans(text, [1, 1], om) == [0, 1, 2, 5, 6, 7, 8, 9]
+    assert tags_to_spans(text, [1, 2], om) == list(range(10))
+
+
+def test_spans_to_tags_rejects_bad_input():
+    with pytest.raises(ValueError, match="outside text of length 3"):
+        spans_to_tags("abc", [5], [(0, 3)])
+    with pytest.raises(ValueError, match="scheme"):
+        spans_to_tags("abc", [], [(0, 3)], scheme="bioes")
+    assert spans_to_tags("", [], [(0, 0), (0, 0)]) == [-100, -100]  # empty text: only specials
 
 
 def test_bio_continuation():
@@ -115,8 +154,21 @@ def test_crf_vs_brute_force():
         sc = _brute(crf, em[b, :n])
         logz = math.log(sum(math.exp(v) for v in sc.values()))
         want = logz - sc[tuple(tags[b, :n].tolist())]
-        assert float(nll[b]) == pytest.approx(want, abs=1e-4)
+        assert float(nll[b].detach()) == pytest.approx(want, abs=1e-4)
         assert tuple(paths[b]) == max(sc, key=sc.get)
+
+
+def test_viterbi_lengths_one_and_mixed():
+    torch.manual_seed(1)
+    crf = CRF(2)
+    em = torch.randn(3, 5, 2)
+    mask = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    paths = crf.decode(em, mask)
+    assert [len(p) for p in paths] == [1, 5, 2]
+    for b, n in enumerate([1, 5, 2]):
+        sc = _brute(crf, em[b, :n])
+        assert tuple(paths[b]) == max(sc, key=sc.get)
+    assert crf.decode(em[:, :1]) == [[int((crf.start + em[b, 0] + crf.end).argmax())] for b in range(3)]
 
 
 def test_crf_bad_mask():

@@ -4,7 +4,10 @@ import torch
 from workbench.spans.model import LOSSES, LayerAttention
 from workbench.spans.train import (
     SpansConfig,
+    _eval_points,
     build_tagger,
+    encode_train,
+    linear_schedule,
     make_batches,
     make_optimizer,
     train_step,
@@ -34,10 +37,107 @@ def test_config_unknown_head():
 
 
 def test_weight_decay_groups():
+    model, _ = build_tagger("tiny:bert", "cls", True)
+    opt = make_optimizer(model, 1e-3, 0.01, head_lr=1e-2)
+    got = [(g["weight_decay"], g["lr"]) for g in opt.param_groups]
+    assert got == [(0.01, 1e-3), (0.0, 1e-3), (0.01, 1e-2), (0.0, 1e-2)]
+    assert all(p.ndim >= 2 for g in opt.param_groups if g["weight_decay"] for p in g["params"])
+    head = {id(p) for n, p in model.named_parameters() if not n.startswith("encoder.")}
+    assert {id(p) for g in opt.param_groups[2:] for p in g["params"]} == head  # CRF + head at head_lr
+
+
+def test_weight_decay_really_applied():
+    """With zero gradients AdamW's update is pure decay: w <- w (1 - lr wd); no-decay params stay."""
     model, _ = build_tagger("tiny:bert", "cls", False)
-    opt = make_optimizer(model, 1e-3, 0.01)
-    assert [g["weight_decay"] for g in opt.param_groups] == [0.01, 0.0]
-    assert all(p.ndim >= 2 for p in opt.param_groups[0]["params"])
+    lr, wd = 0.1, 0.5
+    opt = make_optimizer(model, lr, wd)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    opt.step()
+    w = dict(model.named_parameters())
+    name = "encoder.encoder.layer.0.attention.self.query.weight"
+    assert torch.allclose(w[name], before[name] * (1 - lr * wd))
+    assert torch.equal(w["encoder.encoder.layer.0.attention.self.query.bias"],
+                       before["encoder.encoder.layer.0.attention.self.query.bias"])
+
+
+def test_clip_before_step(monkeypatch):
+    """The optimiser sees gradients already clipped (the released code clipped after the step)."""
+    torch.manual_seed(0)
+    cfg = SpansConfig(max_length=32, batch_size=2)
+    model, tok = build_tagger("tiny:bert", "cls", False)
+    opt = make_optimizer(model, 1e-3, 0.0)
+    seen = []
+    real_step = opt.step
+
+    def spy(*a, **k):
+        norms = [p.grad.norm() for p in model.parameters() if p.grad is not None]
+        seen.append(float(torch.stack(norms).norm()))
+        return real_step(*a, **k)
+
+    monkeypatch.setattr(opt, "step", spy)
+    batch = next(make_batches(tok, ["you are an idiot", "nice"], [list(range(11, 16)), []], cfg))
+    model.loss_fn = lambda em, tags: 1e4 * em.pow(2).mean()  # huge gradient
+    train_step(model, opt, batch, grad_clip=0.5)
+    assert seen and seen[0] <= 0.5 + 1e-4
+
+
+def test_linear_schedule():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = linear_schedule(opt, total_steps=10, warmup_ratio=0.2)
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert lrs[:3] == pytest.approx([0.5, 1.0, 1.0])
+    assert lrs[-1] == pytest.approx(1 / 8) and lrs == sorted(lrs[:2]) + sorted(lrs[2:], reverse=True)
+
+
+def test_eval_points():
+    assert _eval_points(10, 1) == {9}
+    assert _eval_points(10, 2) == {4, 9}
+    assert _eval_points(3, 5) == {0, 1, 2}
+
+
+def test_batches_dynamic_padding_and_shuffle():
+    cfg = SpansConfig(max_length=32, batch_size=2)
+    _, tok = build_tagger("tiny:bert", "cls", False)
+    texts = ["a", "you are a complete idiot", "b c", "nice day today", "ok"]
+    spans = [[], list(range(19, 24)), [], [], []]
+    windows = encode_train(tok, texts, spans, cfg)
+    gen = torch.Generator().manual_seed(1)
+    batches = list(make_batches(tok, texts, spans, cfg, gen, windows))
+    seen = []
+    for ids, mask, tags in batches:
+        lens = mask.sum(1)
+        assert ids.shape[1] == int(lens.max())  # padded to the longest window of the batch only
+        assert bool((tags[mask == 0] == -100).all())
+        seen += [tuple(r[:n].tolist()) for r, n in zip(ids, lens.tolist(), strict=True)]
+    assert sorted(seen) == sorted(tuple(w[0]) for w in windows)
+    assert any(t == 1 for w in windows for t in w[1])  # the toxic word got tagged
+
+
+def test_long_train_post_becomes_windows():
+    cfg = SpansConfig(max_length=16, batch_size=4)
+    _, tok = build_tagger("tiny:bert", "cls", False)
+    text = "idiot " * 40
+    windows = encode_train(tok, [text], [list(range(len(text) - 1))], cfg)
+    assert len(windows) > 1 and all(len(x) <= 16 for x, _ in windows)
+
+
+def test_focal_gamma0_is_ce_and_dice_by_hand():
+    logits = torch.tensor([[[2.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+    tags = torch.tensor([[0, 1, -100]])
+    assert LOSSES.get("focal")(logits, tags, gamma=0.0) == pytest.approx(float(LOSSES.get("ce")(logits, tags)))
+    p0, p1 = torch.softmax(torch.tensor([2.0, 0.0]), 0), torch.softmax(torch.tensor([0.0, 1.0]), 0)
+    d_o = (2 * p0[0] + 1) / (p0[0] + p1[0] + 1 + 1)  # class O: one gold token (the first)
+    d_i = (2 * p1[1] + 1) / (p0[1] + p1[1] + 1 + 1)
+    assert float(LOSSES.get("dice")(logits, tags)) == pytest.approx(float(1 - (d_o + d_i) / 2), abs=1e-6)
+    # focal down-weights easy tokens: an easy correct token costs less than under CE
+    easy = torch.tensor([[[4.0, 0.0]]])
+    assert LOSSES.get("focal")(easy, torch.tensor([[0]])) < LOSSES.get("ce")(easy, torch.tensor([[0]]))
 
 
 @pytest.mark.parametrize(("head", "crf"), [("cls", True), ("concat_cls", False), ("layer_attention", True)])

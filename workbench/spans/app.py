@@ -7,7 +7,8 @@ from pathlib import Path
 import gradio as gr
 
 from workbench.common.rundir import list_runs
-from workbench.viz.spans import highlight
+from workbench.spans.voting import vote
+from workbench.viz.spans import highlight, token_heat
 
 MAX_CHARS = 2000
 _CACHE: dict = {}
@@ -24,23 +25,37 @@ def _predictor(run: str):
     return _CACHE[run]
 
 
+def _prob_rows(text: str, member_probs: dict[str, list[tuple[int, int, float]]]) -> tuple[list[list], list[str]]:
+    """One row per token of the first member: token text, then p(toxic) of each member sharing its tokens."""
+    first = next(iter(member_probs.values()))
+    same = {n: p for n, p in member_probs.items() if [(a, b) for a, b, _ in p] == [(a, b) for a, b, _ in first]}
+    rows = []
+    for k, (a, b, _) in enumerate(first):
+        ps = [round(p[k][2], 3) for p in same.values()]
+        rows.append([text[a:b], *ps] + ([round(sum(ps) / len(ps), 3)] if len(ps) > 1 else []))
+    return rows, list(same)
+
+
 def predict(text: str, run: str | None, member: str, gold: list[int] | None = None):
-    """-> (prediction highlight, gold highlight, per-token probability rows, message)."""
+    """-> (prediction highlight, gold highlight, per-token probability table, token heat map, message)."""
+    empty = ([], [], gr.update(value=[]), [])
     if not run:
-        return [], [], [], "No run selected: train one with `workbench reproduce toxic_spans --profile smoke`."
+        return (*empty, "No run selected: train one with `workbench reproduce toxic_spans --profile smoke`.")
     text = text or ""
     if len(text) > MAX_CHARS:
-        return [], [], [], f"Input is {len(text)} characters; the cap is {MAX_CHARS}. Shorten it."
+        return (*empty, f"Input is {len(text)} characters; the cap is {MAX_CHARS}. Shorten it.")
+    if not text.strip():
+        return (*empty, "Empty text: nothing to tag.")
     pred = _predictor(run)
-    if member == "ensemble" or member not in pred.members:
-        spans = pred.predict_spans([text])[0]
-        name = next(iter(pred.members))
-    else:
-        spans, name = pred.predict_member(member, [text])[0], member
-    _, probs = pred.predict_member(name, [text], return_probs=True)
-    rows = [[text[a:b], round(p, 3)] for a, b, p in probs[0]]
+    names = list(pred.members) if member == "ensemble" or member not in pred.members else [member]
+    outs = {n: pred.predict_member(n, [text], return_probs=True) for n in names}
+    spans = vote([o[0][0] for o in outs.values()]) if len(names) > 1 else outs[names[0]][0][0]
+    rows, cols = _prob_rows(text, {n: o[1][0] for n, o in outs.items()})
+    table = gr.update(value=rows, headers=["token", *cols] + (["mean"] if len(cols) > 1 else []))
+    heat = token_heat(text, [(a, b, p) for a, b, p in outs[names[0]][1][0]])
     g = highlight(text, gold) if gold is not None else []
-    return highlight(text, spans), g, rows, f"{len(spans)} toxic characters"
+    who = f"vote of {len(names)} members" if len(names) > 1 else names[0]
+    return highlight(text, spans), g, table, heat, f"{len(spans)} toxic characters ({who})"
 
 
 def build_app(runs_root: Path | None = None) -> gr.Blocks:
@@ -65,7 +80,8 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         with gr.Row():
             out = gr.HighlightedText(label="prediction")
             gold = gr.HighlightedText(label="gold (dataset examples)")
-        probs = gr.Dataframe(headers=["token", "p(toxic)"], label="per-token probabilities")
+        heat = gr.HighlightedText(label="p(toxic) per token (first member)", show_legend=True)
+        probs = gr.Dataframe(headers=["token", "p(toxic)"], label="per-token probabilities (per member)")
         msg = gr.Markdown()
         state = gr.State(None)
 
@@ -82,5 +98,5 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         ex.change(pick, ex, [text, state])
         text.input(lambda _: None, text, state)
         run.change(members, run, member)
-        btn.click(predict, [text, run, member, state], [out, gold, probs, msg])
+        btn.click(predict, [text, run, member, state], [out, gold, probs, heat, msg])
     return app

@@ -6,19 +6,20 @@ import argparse
 import sys
 
 
-def evaluate(run: str, data: str, members: list[str] | None = None) -> float:
+def evaluate(run: str, data: str, members: list[str] | None = None, int8: bool = False,
+             extend_words: bool = False) -> float:
     from workbench.data import load_toxic_spans
     from workbench.spans.metric import span_f1
     from workbench.spans.train import load_predictor
 
     ds = load_toxic_spans("test", path=data)
-    pred = load_predictor(run, members).predict_spans(list(ds["text"]))
+    pred = load_predictor(run, members, quantize=int8, extend_words=extend_words).predict_spans(list(ds["text"]))
     return span_f1(pred, [list(s) for s in ds["spans"]])
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     try:
-        f1 = evaluate(args.run, args.data, args.member)
+        f1 = evaluate(args.run, args.data, args.member, args.int8, args.extend_words)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
@@ -33,6 +34,8 @@ def register(subparsers) -> None:
     e.add_argument("--run", required=True, help="run dir made by run_spans")
     e.add_argument("--data", required=True, help="CSV with columns spans,text")
     e.add_argument("--member", action="append", help="member name(s); default: all (voted)")
+    e.add_argument("--int8", action="store_true", help="dynamic int8 Linear layers (faster on CPU)")
+    e.add_argument("--extend-words", action="store_true", help="grow predicted spans to whole words")
     e.set_defaults(func=_cmd_evaluate)
 
 

@@ -59,23 +59,27 @@ class CRF(nn.Module):
 
     @torch.no_grad()
     def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None) -> list[list[int]]:
-        """Viterbi best paths, one list per sequence with length = mask sum."""
+        """Viterbi best paths, one list per sequence with length = mask sum.
+
+        The max-product recursion runs on tensors (B x K per step); back-pointers are moved to
+        Python lists once, so backtracking costs no tensor indexing.
+        """
         mask = self._check(emissions, mask)
         score = self.start + emissions[:, 0]
         history = []
+        trans = self.trans.unsqueeze(0)
         for t in range(1, emissions.size(1)):
-            cand = score.unsqueeze(2) + self.trans + emissions[:, t].unsqueeze(1)  # (B, K_prev, K)
-            best, idx = cand.max(dim=1)
+            best, idx = (score.unsqueeze(2) + trans).max(dim=1)  # (B, K): best previous tag for each tag
             history.append(idx)
-            score = torch.where(mask[:, t].unsqueeze(1), best, score)
-        score = score + self.end
+            score = torch.where(mask[:, t].unsqueeze(1), best + emissions[:, t], score)
+        last = (score + self.end).argmax(-1).tolist()
         lengths = mask.long().sum(1).tolist()
+        hist = torch.stack(history, 1).tolist() if history else []  # (B, T-1, K)
         paths = []
         for b, n in enumerate(lengths):
-            tag = int(score[b].argmax())
-            path = [tag]
-            for t in range(n - 1, 0, -1):
-                tag = int(history[t - 1][b, tag])
+            tag, path = last[b], [last[b]]
+            for t in range(n - 2, -1, -1):
+                tag = hist[b][t][tag]
                 path.append(tag)
             paths.append(path[::-1])
         return paths

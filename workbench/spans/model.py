@@ -119,7 +119,7 @@ class SpanTagger(nn.Module):
         # CRF over all attended positions; special tokens (IGNORE) are scored as O
         return self.crf.nll(em, tags.clamp(min=0), attention_mask.bool())
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def predict_tags(self, input_ids, attention_mask) -> tuple[list[list[int]], torch.Tensor]:
         """(tag paths, toxic probabilities (B, T))."""
         em = self.emissions(input_ids, attention_mask)

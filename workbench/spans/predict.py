@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workbench.spans.offsets import tags_to_spans
+import torch
+
+from workbench.spans.offsets import extend_to_words, tags_to_spans
 
 
 def encode_windows(tokenizer, texts: Sequence[str], max_length: int, stride: int = 32):
@@ -23,27 +25,33 @@ def encode_windows(tokenizer, texts: Sequence[str], max_length: int, stride: int
 
 def predict_batch(tagger, tokenizer, texts: Sequence[str], max_length: int = 256, batch_size: int = 16,
                   extend_words: bool = False, return_probs: bool = False):
-    """Predict char offsets for each text; with `return_probs` also per-token (start, end, prob) lists."""
+    """Predict char offsets for each text; with `return_probs` also per-token (start, end, prob) lists.
+
+    Posts are batched in length order (less padding) and run under `torch.inference_mode`; the
+    tagger is put in eval mode only when it is in training mode (no per-call module walk).
+    """
     if isinstance(texts, str):
         raise TypeError("predict expects a list of texts, not a single string")
-    tagger.eval()
+    if tagger.training:
+        tagger.eval()
     device = next(tagger.parameters()).device
     spans: list[set[int]] = [set() for _ in texts]
     probs: list[list[tuple[int, int, float]]] = [[] for _ in texts]
-    idx = [i for i, t in enumerate(texts) if t.strip()]
-    for s in range(0, len(idx), batch_size):
-        chunk = idx[s:s + batch_size]
-        enc = encode_windows(tokenizer, [texts[i] for i in chunk], max_length)
-        paths, p = tagger.predict_tags(enc["input_ids"].to(device), enc["attention_mask"].to(device))
-        for w, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
-            i = chunk[sample]
-            om = [tuple(x) for x in enc["offset_mapping"][w].tolist()]
-            path = paths[w]
-            spans[i].update(tags_to_spans(texts[i], path, om[:len(path)]))
-            if return_probs:
-                probs[i].extend((a, b, float(p[w, k])) for k, (a, b) in enumerate(om[:len(path)]) if a < b)
+    idx = sorted((i for i, t in enumerate(texts) if t.strip()), key=lambda i: len(texts[i]))
+    with torch.inference_mode():
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s:s + batch_size]
+            enc = encode_windows(tokenizer, [texts[i] for i in chunk], max_length)
+            paths, p = tagger.predict_tags(enc["input_ids"].to(device), enc["attention_mask"].to(device))
+            oms = enc["offset_mapping"].tolist()
+            p = p.tolist() if return_probs else None
+            for w, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
+                i, path = chunk[sample], paths[w]
+                om = oms[w][:len(path)]
+                spans[i].update(tags_to_spans(texts[i], path, om))
+                if return_probs:
+                    probs[i].extend((a, b, p[w][k]) for k, (a, b) in enumerate(om) if a < b)
     out = [sorted(x) for x in spans]
     if extend_words:
-        from workbench.spans.offsets import extend_to_words
         out = [extend_to_words(t, o) for t, o in zip(texts, out, strict=True)]
     return (out, probs) if return_probs else out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,16 +15,18 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from workbench.common.config import RunConfig
+from workbench.common.io import read_json, write_json
 from workbench.common.models import resolve_model
-from workbench.common.rundir import RunDir
+from workbench.common.rundir import RunDir, config_hash, runs_root
 from workbench.common.runtime import resolve_device, seed_everything, track
 from workbench.spans.metric import span_f1
 from workbench.spans.model import HEADS, LOSSES, SpanTagger
 from workbench.spans.offsets import spans_to_tags
-from workbench.spans.predict import encode_windows, predict_batch
+from workbench.spans.predict import predict_batch
 from workbench.spans.voting import vote_posts
 
 KIND = "toxic_spans"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,9 +42,12 @@ class SpansConfig(RunConfig):
     epochs: int = field(default=1, metadata={"help": "training epochs"})
     max_length: int = field(default=128, metadata={"help": "window length (long posts: sliding windows)"})
     batch_size: int = field(default=16, metadata={"help": "batch size"})
-    lr: float = field(default=5e-5, metadata={"help": "AdamW learning rate"})
+    lr: float = field(default=5e-5, metadata={"help": "AdamW learning rate (encoder)"})
+    head_lr: float | None = field(default=None, metadata={"help": "lr of head + CRF; None = lr"})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decay (not on bias/LayerNorm)"})
     grad_clip: float = field(default=1.0, metadata={"help": "grad-norm clip, before the step"})
+    warmup_ratio: float = field(default=0.0, metadata={"help": "linear warm-up share, then linear decay"})
+    evals_per_epoch: int = field(default=1, metadata={"help": "trial char-F1 checks per epoch (selection)"})
     train_limit: int | None = field(default=None, metadata={"help": "first N train posts; None = all"})
     trial_limit: int | None = field(default=None, metadata={"help": "first N trial posts; None = all"})
     test_csv: str | None = field(default=None, metadata={"help": "optional test CSV to score"})
@@ -54,8 +61,10 @@ class SpansConfig(RunConfig):
         LOSSES.check(self.loss)
         if self.scheme not in ("io", "bio"):
             raise ValueError(f"scheme must be io|bio, got {self.scheme!r}")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError("epochs and batch_size must be >= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.evals_per_epoch < 1:
+            raise ValueError("epochs, batch_size and evals_per_epoch must be >= 1")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
 
 def num_tags(scheme: str) -> int:
@@ -71,32 +80,82 @@ def build_tagger(encoder: str, head: str, crf: bool, loss: str = "ce", scheme: s
     return SpanTagger(enc, head=head, crf=crf, loss=loss, num_tags=num_tags(scheme)), tok
 
 
-def make_batches(tok, texts, spans, cfg: SpansConfig, gen: torch.Generator | None = None):
-    """Yield (input_ids, attention_mask, tags) batches of windows, shuffled with `gen`."""
-    enc = encode_windows(tok, texts, cfg.max_length)
-    tags = torch.full_like(enc["input_ids"], -100)
-    for w, i in enumerate(enc["overflow_to_sample_mapping"].tolist()):
-        om = [tuple(x) for x in enc["offset_mapping"][w].tolist()]
-        special = enc["attention_mask"][w].eq(0).tolist()
-        tags[w] = torch.tensor(spans_to_tags(texts[i], spans[i], om, cfg.scheme, cfg.word_level, special))
-    order = torch.randperm(len(tags), generator=gen) if gen is not None else torch.arange(len(tags))
-    for s in range(0, len(order), cfg.batch_size):
-        b = order[s:s + cfg.batch_size]
-        yield enc["input_ids"][b], enc["attention_mask"][b], tags[b]
+def encode_train(tok, texts, spans, cfg: SpansConfig) -> list[tuple[list[int], list[int]]]:
+    """Unpadded (input_ids, tags) per window; long posts become several overlapping windows."""
+    enc = tok(list(texts), truncation=True, max_length=cfg.max_length,
+              stride=min(32, cfg.max_length // 4), return_overflowing_tokens=True,
+              return_offsets_mapping=True, return_special_tokens_mask=True)
+    out = []
+    for w, i in enumerate(enc["overflow_to_sample_mapping"]):
+        tags = spans_to_tags(texts[i], spans[i], enc["offset_mapping"][w], cfg.scheme, cfg.word_level,
+                             enc["special_tokens_mask"][w])
+        out.append((enc["input_ids"][w], tags))
+    return out
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW with two param groups: decay on weights, none on bias / LayerNorm (key `weight_decay`)."""
-    decay, no_decay = [], []
+def make_batches(tok, texts, spans, cfg: SpansConfig, gen: torch.Generator | None = None,
+                 windows: list | None = None):
+    """Yield (input_ids, attention_mask, tags) batches padded to the longest window in the batch.
+
+    With `gen`, windows are shuffled, grouped by length inside chunks of 50 batches (less padding)
+    and the batches shuffled again; without it, the order is the input order.
+    """
+    windows = windows if windows is not None else encode_train(tok, texts, spans, cfg)
+    bs = cfg.batch_size
+    if gen is None:
+        order = list(range(len(windows)))
+    else:
+        perm = torch.randperm(len(windows), generator=gen).tolist()
+        chunks = [sorted(perm[s:s + 50 * bs], key=lambda k: len(windows[k][0]))
+                  for s in range(0, len(perm), 50 * bs)]
+        batches = [c[s:s + bs] for c in chunks for s in range(0, len(c), bs)]
+        order = [k for b in torch.randperm(len(batches), generator=gen).tolist() for k in batches[b]]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for s in range(0, len(order), bs):
+        rows = [windows[k] for k in order[s:s + bs]]
+        n = max(len(r[0]) for r in rows)
+        ids = torch.full((len(rows), n), pad, dtype=torch.long)
+        mask = torch.zeros((len(rows), n), dtype=torch.long)
+        tags = torch.full((len(rows), n), -100, dtype=torch.long)
+        for j, (x, t) in enumerate(rows):
+            ids[j, :len(x)], mask[j, :len(x)], tags[j, :len(t)] = torch.tensor(x), 1, torch.tensor(t)
+        yield ids, mask, tags
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float,
+                   head_lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW; key `weight_decay` (the released code's `weight_decay_rate` was silently ignored).
+
+    Groups: decay on weight matrices, none on bias / LayerNorm / 1-d params; parameters outside
+    `model.encoder` (head, CRF) use `head_lr` when given.
+    """
+    groups: dict[tuple[bool, bool], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias") else decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=lr, eps=1e-8)
+        decay = not (p.ndim < 2 or "LayerNorm" in name or name.endswith(".bias"))
+        groups.setdefault((not name.startswith("encoder."), decay), []).append(p)
+    params = []
+    for is_head in (False, True):
+        for decay in (True, False):
+            if (is_head, decay) in groups:
+                params.append({"params": groups[(is_head, decay)], "weight_decay": weight_decay if decay else 0.0,
+                               "lr": head_lr if is_head and head_lr is not None else lr})
+    return torch.optim.AdamW(params, lr=lr, eps=1e-8)
 
 
-def train_step(model, opt, batch, grad_clip: float) -> float:
+def linear_schedule(opt, total_steps: int, warmup_ratio: float = 0.0):
+    """Linear warm-up over `warmup_ratio` of the steps, then linear decay to 0 (as the released code)."""
+    warm = int(warmup_ratio * total_steps)
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total_steps - step) / max(1, total_steps - warm))
+    return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def train_step(model, opt, batch, grad_clip: float, sched=None) -> float:
     model.train()
     ids, mask, tags = batch
     loss = model.loss(ids, mask, tags)
@@ -106,71 +165,127 @@ def train_step(model, opt, batch, grad_clip: float) -> float:
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)  # before the step
     opt.step()
+    if sched is not None:
+        sched.step()
     return loss.item()
 
 
+def _eval_points(n_batches: int, evals: int) -> set[int]:
+    """Batch indices (0-based, within an epoch) after which trial F1 is computed; always the last."""
+    return {max(0, round(n_batches * (k + 1) / evals) - 1) for k in range(evals)}
+
+
 def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: Path) -> dict:
-    """Train one head x CRF member; keep the epoch with the best trial char F1; save safetensors."""
+    """Train one head x CRF member; keep the checkpoint with the best trial char F1; save safetensors.
+
+    A member folder that already holds `member.json` (same run dir = same config) is reused: an
+    interrupted `run_spans` resumes at the first unfinished member.
+    """
+    done = out_dir / "member.json"
+    if done.exists() and (out_dir / "trial_pred.json").exists():
+        meta = json.loads(done.read_text())
+        return {**meta, "trial_pred": read_json(out_dir / "trial_pred.json"), "resumed": True}
     gen = seed_everything(cfg.seed)
     model, tok = build_tagger(cfg.encoder, head, crf, cfg.loss, cfg.scheme)
     device = resolve_device(cfg.device)
     model.to(device)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay)
-    best, best_state, t0, losses = -1.0, None, time.time(), []
+    windows = encode_train(tok, train["text"], train["spans"], cfg)
+    n_batches = -(-len(windows) // cfg.batch_size)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.head_lr)
+    sched = linear_schedule(opt, n_batches * cfg.epochs, cfg.warmup_ratio)
+    best, best_state, best_pred, t0, losses, history = -1.0, None, None, time.time(), [], []
+    points = _eval_points(n_batches, cfg.evals_per_epoch)
+    name = f"{head}{'+crf' if crf else ''}"
     for ep in range(cfg.epochs):
-        for batch in track(list(make_batches(tok, train["text"], train["spans"], cfg, gen)),
-                           desc=f"{head}{'+crf' if crf else ''} ep{ep}"):
-            losses.append(train_step(model, opt, [x.to(device) for x in batch], cfg.grad_clip))
-        pred = predict_batch(model, tok, trial["text"], cfg.max_length, cfg.batch_size)
-        f1 = span_f1(pred, trial["spans"])
-        if f1 > best:
-            best, best_pred = f1, pred
-            best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+        bar = track(make_batches(tok, None, None, cfg, gen, windows), desc=f"{name} ep{ep}", total=n_batches)
+        for b, batch in enumerate(bar):
+            losses.append(train_step(model, opt, [x.to(device) for x in batch], cfg.grad_clip, sched))
+            if b not in points:
+                continue
+            pred = predict_batch(model, tok, trial["text"], cfg.max_length, 2 * cfg.batch_size)
+            f1 = span_f1(pred, trial["spans"])
+            history.append({"epoch": ep, "step": ep * n_batches + b + 1, "trial_f1": f1,
+                            "loss": sum(losses[-50:]) / len(losses[-50:])})
+            log.info("%s epoch %d step %d: trial char F1 %.4f", name, ep, b + 1, f1)
+            if f1 > best:
+                best, best_pred = f1, pred
+                best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(best_state, str(out_dir / "model.safetensors"))
     tok.save_pretrained(out_dir / "tokenizer")
     AutoConfig.from_pretrained(resolve_model(cfg.encoder)).save_pretrained(out_dir / "encoder_config")
     meta = {"head": head, "crf": crf, "loss": cfg.loss, "scheme": cfg.scheme, "max_length": cfg.max_length,
             "encoder": cfg.encoder, "trial_f1": best, "train_s": time.time() - t0,
-            "final_loss": losses[-1] if losses else None}
-    (out_dir / "member.json").write_text(json.dumps(meta, indent=1))
+            "final_loss": losses[-1] if losses else None, "n_windows": len(windows), "history": history}
+    write_json(out_dir / "trial_pred.json", best_pred)
+    write_json(done, meta)  # last: marks the member complete
     return {**meta, "trial_pred": best_pred}
 
 
-def load_member(folder: str | Path, device: str = "cpu") -> tuple[SpanTagger, object, dict]:
-    """Load one trained member folder (member.json + model.safetensors)."""
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantisation of every nn.Linear (weights int8, activations quantised per call).
+
+    CPU inference only; about 2x less compute per post here. Uses `torch.ao.quantization`
+    (deprecated in favour of torchao, still shipped with the pinned torch); the warning is silenced.
+    """
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def load_member(folder: str | Path, device: str = "cpu", quantize: bool = False) -> tuple[SpanTagger, object, dict]:
+    """Load one trained member folder (member.json + model.safetensors), in eval mode."""
     folder = Path(folder)
+    if not (folder / "member.json").exists():
+        raise FileNotFoundError(f"{folder}: not a trained member (no member.json)")
     meta = json.loads((folder / "member.json").read_text())
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
     enc = AutoModel.from_config(AutoConfig.from_pretrained(folder / "encoder_config"))
     model = SpanTagger(enc, meta["head"], meta["crf"], meta["loss"], num_tags(meta["scheme"]))
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device))
-    return model.to(device).eval(), tok, meta
+    model = model.to(device).eval()
+    if quantize:
+        if str(device) != "cpu":
+            raise ValueError(f"int8 quantisation is CPU only, got device {device!r}")
+        model = quantize_int8(model)
+    return model, tok, meta
 
 
 class SpanPredictor:
-    """Members of a run dir (or a subset); `predict_spans(texts)` votes when several members are used."""
+    """Members of a run dir (or a subset); `predict_spans(texts)` votes when several members are used.
 
-    def __init__(self, run: str | Path, members: list[str] | None = None, device: str = "cpu"):
+    `quantize=True` runs dynamic int8 Linear layers (faster on CPU; check the F1 change with
+    `workbench spans evaluate --int8`). `extend_words=True` grows predictions to whole words.
+    """
+
+    def __init__(self, run: str | Path, members: list[str] | None = None, device: str = "cpu",
+                 quantize: bool = False, extend_words: bool = False):
         root = Path(run) / "artifacts" / "members"
         if not root.is_dir():
             raise FileNotFoundError(f"{run}: no trained members (expected {root})")
-        names = members or sorted(p.name for p in root.iterdir() if (p / "member.json").exists())
+        available = sorted(p.name for p in root.iterdir() if (p / "member.json").exists())
+        unknown = [m for m in members or [] if m not in available]
+        if unknown:
+            raise ValueError(f"{run}: unknown member(s) {unknown}; available: {available}")
+        names = members or available
         if not names:
             raise FileNotFoundError(f"{root}: no member folders")
-        self.members = {n: load_member(root / n, device) for n in names}
+        self.extend_words = extend_words
+        self.members = {n: load_member(root / n, device, quantize) for n in names}
 
-    def predict_member(self, name: str, texts, return_probs: bool = False):
+    def predict_member(self, name: str, texts, return_probs: bool = False, batch_size: int = 16):
         model, tok, meta = self.members[name]
-        return predict_batch(model, tok, texts, meta["max_length"], return_probs=return_probs)
+        return predict_batch(model, tok, texts, meta["max_length"], batch_size, self.extend_words, return_probs)
 
-    def predict_spans(self, texts: list[str]) -> list[list[int]]:
-        preds = [self.predict_member(n, texts) for n in self.members]
+    def predict_spans(self, texts: list[str], batch_size: int = 16) -> list[list[int]]:
+        preds = [self.predict_member(n, texts, batch_size=batch_size) for n in self.members]
         return preds[0] if len(preds) == 1 else vote_posts(preds)
 
 
-def load_predictor(run: str | Path, members: list[str] | None = None) -> SpanPredictor:
-    return SpanPredictor(run, members)
+def load_predictor(run: str | Path, members: list[str] | None = None, quantize: bool = False,
+                   extend_words: bool = False) -> SpanPredictor:
+    return SpanPredictor(run, members, quantize=quantize, extend_words=extend_words)
 
 
 def _split(name: str, limit: int | None, path: str | None = None) -> dict:
@@ -181,10 +296,18 @@ def _split(name: str, limit: int | None, path: str | None = None) -> dict:
 
 
 def run_spans(cfg: SpansConfig) -> RunDir:
-    """Train heads x CRF on train, select on trial (char F1), vote, score test if given."""
+    """Train heads x CRF on train, select on trial (char F1), vote, score test if given.
+
+    An interrupted run (no metrics.json) resumes: finished members are reused. Re-running a
+    complete run starts over (RunDir's contract), so its members are retrained.
+    """
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    name = cfg.run_name or f"{cfg.preset}-{config_hash(cfg.to_dict())}"
+    was_complete = (runs_root(cfg.output_dir) / KIND / name / "metrics.json").exists()
     run = RunDir.create(cfg, kind=KIND)
+    if was_complete:
+        shutil.rmtree(run.artifacts / "members", ignore_errors=True)
     train, trial = _split("train", cfg.train_limit), _split("trial", cfg.trial_limit)
     test = _split("test", None, cfg.test_csv) if cfg.test_csv else None
     rows, trial_preds, test_preds = [], [], []

@@ -21,6 +21,21 @@ def highlight(text: str, offsets: Sequence[int], label: str = "toxic") -> list[t
     return out
 
 
+def token_heat(text: str, token_probs: Sequence[tuple[int, int, float]]) -> list[tuple[str, float | None]]:
+    """`gr.HighlightedText` payload with a score per token (colour intensity); gaps get None."""
+    out, pos = [], 0
+    for a, b, p in sorted(token_probs):
+        if a < pos:  # overlapping sliding windows: keep the first occurrence
+            continue
+        if a > pos:
+            out.append((text[pos:a], None))
+        out.append((text[a:b], round(float(p), 3)))
+        pos = b
+    if pos < len(text):
+        out.append((text[pos:], None))
+    return out
+
+
 def html_highlight(text: str, offsets: Sequence[int], color: str = "#f4a6a6") -> str:
     import html
     return "".join(f'<mark style="background:{color}">{html.escape(c)}</mark>' if lab else html.escape(c)
