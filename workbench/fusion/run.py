@@ -213,8 +213,11 @@ PART1_STAGES: tuple[Stage, ...] = (
     Stage("alignment", stage_alignment, "aligned source representations + stats"),
 )
 
-# part 2 appends its stages here (training, merging, evaluation)
-STAGES: list[Stage] = list(PART1_STAGES)
+# part 2 (workbench.fusion.train.pipeline): targets, baselines, merges, evaluation
+from workbench.fusion.train.pipeline import PART2_STAGES as _PART2  # noqa: E402
+
+PART2_STAGES: tuple[Stage, ...] = tuple(Stage(*s) for s in _PART2)
+STAGES: list[Stage] = [*PART1_STAGES, *PART2_STAGES]
 
 
 # ------------------------------------------------------------------------------------------

@@ -22,13 +22,18 @@ from workbench.fusion.train.kernels import (
     sparse_target_bytes,
     topk_distribution,
 )
-from workbench.fusion.train.trainer import (
-    FuseTrainer,
-    TrainArgs,
-    is_trained,
-    train_info,
-    train_target,
-)
+
+_TRAINER = ("FuseTrainer", "TrainArgs", "is_trained", "train_info", "train_target")
+
+
+def __getattr__(name: str):
+    """The trainer imports transformers' Trainer (seconds): loaded on first use only."""
+    if name in _TRAINER:
+        from workbench.fusion.train import trainer
+
+        return getattr(trainer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "FuseTrainer", "FusionCollator", "FusionDataset", "TrainArgs", "batch_nbytes",

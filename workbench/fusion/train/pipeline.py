@@ -27,7 +27,6 @@ import torch
 
 from workbench.common.io import read_json, write_json
 from workbench.common.runtime import track
-from workbench.fusion.train.trainer import TrainArgs, train_target
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +48,17 @@ def short_name(model: str) -> str:
 
 
 # ---- training ---------------------------------------------------------------------------------
-def _args(cfg: Any, **kw: Any) -> TrainArgs:
+def _args(cfg: Any, **kw: Any):
+    from workbench.fusion.train.trainer import TrainArgs
+
     return TrainArgs.from_config(cfg, **kw)
+
+
+def train_target(*args: Any, **kw: Any) -> Path:
+    """``workbench.fusion.train.trainer.train_target`` (imported on first use)."""
+    from workbench.fusion.train.trainer import train_target as _train
+
+    return _train(*args, **kw)
 
 
 def train_pairwise_targets(cfg: Any, pivot_ds, aligned: dict[str, Any], root: Path
