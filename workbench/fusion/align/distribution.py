@@ -84,10 +84,15 @@ class AlignedSample:
 
 
 def candidate_table(vmap: VocabMap) -> np.ndarray:
-    """Per source id: exact-text pivot id, else the vocab map's id (-1: drop)."""
+    """Per source id: exact-text pivot id, else the vocab map's id (-1: drop). Cached on the map."""
+    cached = vmap.__dict__.get("_candidates")
+    if cached is not None and cached[0] is vmap.source_to_pivot:
+        return cached[1]
     exact = np.fromiter((vmap.pivot.text_to_id.get(t, -1) for t in vmap.source.texts),
                         dtype=np.int64, count=len(vmap.source))
-    return np.where(exact >= 0, exact, vmap.source_to_pivot)
+    table = np.where(exact >= 0, exact, vmap.source_to_pivot)
+    vmap.__dict__["_candidates"] = (vmap.source_to_pivot, table)
+    return table
 
 
 def decompose(target: bytes, pieces: list[bytes]) -> list[int]:

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
 __all__ = ["UNITS", "TokenTexts", "byte_text", "bytes_to_unicode", "display_text", "normalize_token", "strip_marker",
            "to_bytes", "token_texts", "tokenizer_kind"]
 
@@ -191,9 +189,25 @@ class TokenTexts:
     def lookup(self, text: str) -> int | None:
         return self.text_to_id.get(text)
 
-    @property
-    def stripped_array(self) -> np.ndarray:
-        return np.asarray(self.stripped, dtype=object)
+    @classmethod
+    def from_tokens(cls, tokens: list[str], kind: str = "plain", special=(), name: str = "",
+                    bos_id: int | None = None, eos_id: int | None = None,
+                    unk_id: int | None = None) -> TokenTexts:
+        """From raw vocabulary strings (index = id); ``special`` ids are kept literally."""
+        special = frozenset(int(i) for i in special)
+        n = len(tokens)
+        texts = [tokens[i] if i in special else normalize_token(tokens[i], kind) for i in range(n)]
+        fallback = [i for i in range(n) if kind == "sentencepiece" and i not in special
+                    and _BYTE_FALLBACK.match(tokens[i])]
+        text_to_id: dict[str, int] = {}
+        regular = sorted(set(range(n)) - special - set(fallback))
+        for group in (regular, fallback, sorted(special)):
+            for i in group:
+                if tokens[i]:
+                    text_to_id.setdefault(texts[i], i)
+        return cls(name=name, kind=kind, texts=texts, stripped=[strip_marker(t) for t in texts],
+                   byte_texts=[byte_text(t) for t in texts], special=special,
+                   text_to_id=text_to_id, bos_id=bos_id, eos_id=eos_id, unk_id=unk_id)
 
 
 _CACHE: dict[tuple, TokenTexts] = {}
@@ -210,25 +224,13 @@ def token_texts(tokenizer: Any) -> TokenTexts:
     key = (getattr(tokenizer, "name_or_path", ""), type(tokenizer).__name__, n)
     if key in _CACHE:
         return _CACHE[key]
-    kind = tokenizer_kind(tokenizer)
     raw = [""] * n
     for tok, i in tokenizer.get_vocab().items():
         raw[i] = tok
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     special = {int(i) for i in added} | {int(i) for i in (tokenizer.all_special_ids or [])}
-    texts = [raw[i] if i in special else normalize_token(raw[i], kind) for i in range(n)]
-    stripped = [strip_marker(t) for t in texts]
-    byte_texts = [byte_text(t) for t in texts]
-    text_to_id: dict[str, int] = {}
-    fallback_ids = [i for i in range(n) if kind == "sentencepiece" and _BYTE_FALLBACK.match(raw[i])]
-    regular = sorted(set(range(n)) - special - set(fallback_ids))
-    for group in (regular, fallback_ids, sorted(special)):
-        for i in group:
-            if raw[i]:
-                text_to_id.setdefault(texts[i], i)
-    out = TokenTexts(
-        name=str(key[0]), kind=kind, texts=texts, stripped=stripped, byte_texts=byte_texts, special=frozenset(special),
-        text_to_id=text_to_id, bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
-        unk_id=tokenizer.unk_token_id)
+    out = TokenTexts.from_tokens(raw, tokenizer_kind(tokenizer), special=special, name=str(key[0]),
+                                 bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+                                 unk_id=tokenizer.unk_token_id)
     _CACHE[key] = out
     return out
