@@ -6,6 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from workbench.common.io import read_json
 from workbench.common.rundir import list_runs
 from workbench.spans.voting import vote
 from workbench.viz.spans import highlight, token_heat
@@ -47,7 +48,11 @@ def predict(text: str, run: str | None, member: str, gold: list[int] | None = No
     if not text.strip():
         return (*empty, "Empty text: nothing to tag.")
     pred = _predictor(run)
-    names = list(pred.members) if member == "ensemble" or member not in pred.members else [member]
+    if member in pred.members:
+        names = [member]
+    else:  # the run's ensemble: its voters (metrics.json), else every member
+        voters = read_json(Path(run) / "metrics.json").get("voters") if (Path(run) / "metrics.json").exists() else None
+        names = [n for n in voters or [] if n in pred.members] or list(pred.members)
     outs = {n: pred.predict_member(n, [text], return_probs=True) for n in names}
     spans = vote([o[0][0] for o in outs.values()]) if len(names) > 1 else outs[names[0]][0][0]
     rows, cols = _prob_rows(text, {n: o[1][0] for n, o in outs.items()})

@@ -21,7 +21,7 @@ from workbench.common.rundir import RunDir, config_hash, runs_root
 from workbench.common.runtime import resolve_device, seed_everything, track
 from workbench.spans.metric import span_f1
 from workbench.spans.model import HEADS, LOSSES, SpanTagger
-from workbench.spans.offsets import spans_to_tags
+from workbench.spans.offsets import extend_to_words, spans_to_tags
 from workbench.spans.predict import predict_batch
 from workbench.spans.voting import vote_posts
 
@@ -51,7 +51,9 @@ class SpansConfig(RunConfig):
     train_limit: int | None = field(default=None, metadata={"help": "first N train posts; None = all"})
     trial_limit: int | None = field(default=None, metadata={"help": "first N trial posts; None = all"})
     test_csv: str | None = field(default=None, metadata={"help": "optional test CSV to score"})
-    ensemble: bool = field(default=True, metadata={"help": "majority vote over all trained members"})
+    seeds: tuple[int, ...] = field(default=(), metadata={"help": "train each head x CRF once per seed; () = seed"})
+    ensemble: bool = field(default=True, metadata={"help": "majority vote over the trained members"})
+    ensemble_members: tuple[str, ...] = field(default=(), metadata={"help": "members that vote; () = all"})
     num_threads: int | None = field(default=None, metadata={"help": "torch threads; None = default"})
 
     def __post_init__(self) -> None:
@@ -63,6 +65,10 @@ class SpansConfig(RunConfig):
             raise ValueError(f"scheme must be io|bio, got {self.scheme!r}")
         if self.epochs < 1 or self.batch_size < 1 or self.evals_per_epoch < 1:
             raise ValueError("epochs, batch_size and evals_per_epoch must be >= 1")
+        names = [n for n, *_ in member_names(self)]
+        unknown = [m for m in self.ensemble_members if m not in names]
+        if unknown:
+            raise ValueError(f"ensemble_members {unknown} are not trained by this config; members: {names}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -175,7 +181,15 @@ def _eval_points(n_batches: int, evals: int) -> set[int]:
     return {max(0, round(n_batches * (k + 1) / evals) - 1) for k in range(evals)}
 
 
-def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: Path) -> dict:
+def member_names(cfg: SpansConfig) -> list[tuple[str, str, bool, int]]:
+    """(name, head, crf, seed) of every member a config trains; a seed suffix only with several seeds."""
+    seeds = cfg.seeds or (cfg.seed,)
+    return [(f"{h}{'-crf' if c else ''}{f'-s{sd}' if len(seeds) > 1 else ''}", h, c, sd)
+            for h in cfg.heads for c in cfg.crf for sd in seeds]
+
+
+def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: Path,
+                 seed: int | None = None) -> dict:
     """Train one head x CRF member; keep the checkpoint with the best trial char F1; save safetensors.
 
     A member folder that already holds `member.json` (same run dir = same config) is reused: an
@@ -185,7 +199,7 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
     if done.exists() and (out_dir / "trial_pred.json").exists():
         meta = json.loads(done.read_text())
         return {**meta, "trial_pred": read_json(out_dir / "trial_pred.json"), "resumed": True}
-    gen = seed_everything(cfg.seed)
+    gen = seed_everything(cfg.seed if seed is None else seed)
     model, tok = build_tagger(cfg.encoder, head, crf, cfg.loss, cfg.scheme)
     device = resolve_device(cfg.device)
     model.to(device)
@@ -310,30 +324,31 @@ def run_spans(cfg: SpansConfig) -> RunDir:
         shutil.rmtree(run.artifacts / "members", ignore_errors=True)
     train, trial = _split("train", cfg.train_limit), _split("trial", cfg.trial_limit)
     test = _split("test", None, cfg.test_csv) if cfg.test_csv else None
-    rows, trial_preds, test_preds = [], [], []
-    for head in cfg.heads:
-        for crf in cfg.crf:
-            name = f"{head}{'-crf' if crf else ''}"
-            m = train_member(cfg, head, crf, train, trial, run.artifacts / "members" / name)
-            row = {"member": name, "head": head, "crf": crf, "trial_f1": round(100 * m["trial_f1"], 2),
-                   "train_s": round(m["train_s"], 1)}
-            trial_preds.append(m["trial_pred"])
-            if test is not None:
-                pred = SpanPredictor(run.path, [name]).predict_spans(test["text"])
-                test_preds.append(pred)
-                row["test_f1"] = round(100 * span_f1(pred, test["spans"]), 2)
-            rows.append(row)
-    if cfg.ensemble and len(rows) > 1:
-        row = {"member": "ensemble", "head": "vote", "crf": None,
-               "trial_f1": round(100 * span_f1(vote_posts(trial_preds), trial["spans"]), 2),
-               "train_s": round(sum(r["train_s"] for r in rows), 1)}
+    rows, trial_preds, test_preds = [], {}, {}
+    for name, head, crf, seed in member_names(cfg):
+        m = train_member(cfg, head, crf, train, trial, run.artifacts / "members" / name, seed)
+        trial_preds[name] = m["trial_pred"]
+        words = [extend_to_words(t, p) for t, p in zip(trial["text"], m["trial_pred"], strict=True)]
+        row = {"member": name, "head": head, "crf": crf, "seed": seed, "trial_f1": round(100 * m["trial_f1"], 2),
+               "trial_f1_words": round(100 * span_f1(words, trial["spans"]), 2), "train_s": round(m["train_s"], 1)}
         if test is not None:
-            row["test_f1"] = round(100 * span_f1(vote_posts(test_preds), test["spans"]), 2)
+            test_preds[name] = SpanPredictor(run.path, [name]).predict_spans(test["text"])
+            row["test_f1"] = round(100 * span_f1(test_preds[name], test["spans"]), 2)
         rows.append(row)
-    run.write_artifact_json("trial_predictions.json", {"members": [r["member"] for r in rows
-                                                                   if r["member"] != "ensemble"],
-                                                       "preds": trial_preds})
+    voters = list(cfg.ensemble_members or trial_preds)
+    if cfg.ensemble and len(voters) > 1:
+        voted = vote_posts([trial_preds[n] for n in voters])
+        words = [extend_to_words(t, p) for t, p in zip(trial["text"], voted, strict=True)]
+        row = {"member": "ensemble", "head": "vote of " + ", ".join(voters), "crf": None, "seed": None,
+               "trial_f1": round(100 * span_f1(voted, trial["spans"]), 2),
+               "trial_f1_words": round(100 * span_f1(words, trial["spans"]), 2),
+               "train_s": round(sum(r["train_s"] for r in rows if r["member"] in voters), 1)}
+        if test is not None:
+            row["test_f1"] = round(100 * span_f1(vote_posts([test_preds[n] for n in voters]), test["spans"]), 2)
+        rows.append(row)
+    run.write_artifact_json("trial_predictions.json", {"members": list(trial_preds), "voters": voters,
+                                                       "preds": list(trial_preds.values())})
     best = max(rows, key=lambda r: r["trial_f1"])
-    run.finish({"table": rows, "best_member": best["member"], "best_trial_f1": best["trial_f1"],
+    run.finish({"table": rows, "best_member": best["member"], "best_trial_f1": best["trial_f1"], "voters": voters,
                 "n_train": len(train["text"]), "n_trial": len(trial["text"])})
     return run
