@@ -15,6 +15,7 @@ from workbench.fusion.train.pipeline import (
     fusechat_table,
     heldout_dialogues,
     merge_targets,
+    sce_matrix_weights,
     train_pairwise_targets,
 )
 
@@ -42,6 +43,12 @@ def test_two_targets_merge_reload_generate_and_evaluate(tmp_path):
     assert not torch.equal(tw[0], tw[1]) and not torch.equal(tw[0], base)
     merged = load_file(f"{merges['sce']['path']}/model.safetensors")[name]
     assert torch.allclose(merged, sce(base, tw, select_topk=cfg.tau), atol=1e-6)
+
+    weights = sce_matrix_weights(cfg.pivot, targets, cfg.tau)
+    eta = {(r["tensor"], r["target"]): r["eta"] for r in weights}
+    assert len(weights) == 2 * len({r["tensor"] for r in weights}) > 2
+    assert eta[(name, "tiny-llama-tiny-qwen2")] + eta[(name, "tiny-llama-tiny-gemma3")] == \
+        pytest.approx(1.0)
 
     model = AutoModelForCausalLM.from_pretrained(merges["sce"]["path"])
     tok = AutoTokenizer.from_pretrained(merges["sce"]["path"])

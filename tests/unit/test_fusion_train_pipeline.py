@@ -40,3 +40,16 @@ def test_table_orders_groups_and_reports_change_vs_sft():
 def test_short_name():
     assert short_name("tiny:llama") == "tiny-llama"
     assert short_name("openchat/openchat_3.5") == "openchat_3.5"
+
+
+def test_figures_from_rows():
+    from workbench.viz.fusion_train import model_comparison_figure, sce_weights_figure
+
+    rows = [{"tensor": "model.layers.0.mlp.up_proj.weight", "target": t, "eta": e,
+             "delta_rms": 0.1} for t, e in (("a", 0.25), ("b", 0.75))]
+    fig = sce_weights_figure(rows)
+    assert [list(r) for r in fig.data[0].z] == [[0.25, 0.75]] and fig.data[0].y == ("layers.0.mlp.up_proj",)
+    table = fusechat_table({"SFT": _res("baseline", 2.0, 5.0, 0.3),
+                            "SCE": _res("merge", 1.8, 5.5, 0.4)})
+    fig = model_comparison_figure(table)
+    assert [d.name for d in fig.data] == ["baseline", "merge"] and fig.data[1].y == (1.8,)

@@ -124,6 +124,32 @@ def merge_targets(cfg: Any, targets: dict[str, Path], root: Path) -> dict[str, d
     return out
 
 
+def sce_matrix_weights(base_model: str, targets: dict[str, Path], tau: float = 0.1,
+                       variant: str = "official") -> list[dict[str, Any]]:
+    """Per parameter matrix, the SCE coefficient η_j of every target (Select with ``tau``, then
+    Calculate), streamed one tensor at a time: ``[{tensor, target, eta, delta_rms}]``."""
+    from workbench.common.models import resolve_model
+    from workbench.fusion.merge import Checkpoint, sce_coefficients, sce_select_mask
+    from workbench.fusion.merge.registry import stack_deltas
+
+    base = Checkpoint(resolve_model(base_model), base_model)
+    cks = {k: Checkpoint(Path(v), k) for k, v in targets.items()}
+    rows = []
+    for name in track(base.names, desc="SCE weights"):
+        b = base.load(name)
+        ts = [ck.load(name) for ck in cks.values()]
+        if not b.is_floating_point() or b.ndim < 2 or any(t.shape != b.shape for t in ts):
+            continue
+        deltas = stack_deltas(b, ts)
+        mask = sce_select_mask(deltas, tau)
+        eta = sce_coefficients(deltas * mask)
+        rms = deltas.pow(2).flatten(1).mean(1).sqrt()
+        for j, label in enumerate(cks):
+            rows.append({"tensor": name, "target": label, "eta": float(eta[j]),
+                         "delta_rms": float(rms[j])})
+    return rows
+
+
 # ---- evaluation -------------------------------------------------------------------------------
 def heldout_dialogues(cfg: Any, exclude_ids: set[str], tokenizers: Sequence[Any]) -> list[Any]:
     """``cfg.eval_size`` dialogues of ``cfg.data`` that are not training dialogues, rendered
@@ -331,8 +357,10 @@ def stage_merges(ctx) -> dict[str, Any]:
     """Merge the pairwise targets into the pivot with every method of ``cfg.merge_methods``."""
     targets = {k: Path(v["path"]) for k, v in ctx.summaries["targets"]["targets"].items()}
     info = merge_targets(ctx.cfg, targets, ctx.run.artifacts / "merged")
-    return {"merges": info, "metrics": {"merge_seconds": {k: v["seconds"]
-                                                          for k, v in info.items()}}}
+    weights = sce_matrix_weights(ctx.cfg.pivot, targets, ctx.cfg.tau)
+    path = write_json(ctx.run.artifacts / "merged" / "sce_weights.json", weights)
+    return {"merges": info, "sce_weights": str(path.relative_to(ctx.run.path)),
+            "metrics": {"merge_seconds": {k: v["seconds"] for k, v in info.items()}}}
 
 
 def stage_evaluation(ctx) -> dict[str, Any]:
