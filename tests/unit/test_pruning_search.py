@@ -32,6 +32,39 @@ def test_fast_equals_plain(setup):
     assert list(d) == ["1", "2", "3"] and len(d["3"]) == 6
 
 
+def test_fast_equals_plain_batched_and_does_less_work(setup):
+    model, _ = setup
+    torch.manual_seed(1)
+    rows = torch.randint(0, 2000, (4, 12))
+    with BlockModel(model) as bm:
+        for block_type in ("mix", "mlp"):
+            a = greedy(bm, rows, 2, block_type=block_type, fast=False, batch_size=2)
+            plain_work = greedy.last_forwards
+            b = greedy(bm, rows, 2, block_type=block_type, fast=True, batch_size=2)
+            assert [s["set"] for s in a] == [s["set"] for s in b]
+            assert [s["ppl"] for s in a] == [s["ppl"] for s in b]
+            assert greedy.last_forwards < plain_work
+            # every complete candidate PPL of the fast path is the plain loop's, bit for bit
+            for sa, sb in zip(a, b, strict=True):
+                assert all(v == sa["candidates"][k] for k, v in sb["candidates"].items()
+                           if v is not None)
+
+
+def test_ties_go_to_the_first_block_like_the_plain_loop():
+    model, _ = load_causal_lm("tiny:llama")
+    with torch.no_grad():  # every sublayer adds exactly 0: all removals tie at every step
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+    rows = torch.randint(0, 2000, (3, 12))
+    with BlockModel(model) as bm:
+        a = greedy(bm, rows, 3, fast=False)
+        b = greedy(bm, rows, 3, fast=True)
+    assert [s["removed"] for s in a] == [s["removed"] for s in b] == [
+        [["mha", 0]], [["mlp", 0]], [["mha", 1]]]
+    assert len({s["ppl"] for s in a + b}) == 1
+
+
 def test_resume_after_interruption(setup, tmp_path):
     model, rows = setup
     ck = tmp_path / "ck.json"
@@ -70,3 +103,23 @@ def test_errors(setup):
             Scorer(bm, rows[:0])
     with pytest.raises(ValueError, match="unknown block search"):
         SEARCHES.get("blockpruner2")
+
+
+def test_calibration_rows_from_file_and_empty_file(tmp_path):
+    from workbench.pruning.calibration import calibration_rows
+
+    _, tok = load_causal_lm("tiny:llama")
+    f = tmp_path / "cal.jsonl"
+    f.write_text('{"instruction": "Say hi", "output": "hi there"}\n{"text": "one two three"}\n')
+    rows = calibration_rows(tok, str(f), 2, 3, seed=0)
+    ids = tok("\n\n".join(["Say hi\nhi there", "one two three"]), add_special_tokens=False
+              ).input_ids
+    ids2 = tok("\n\n".join(["one two three", "Say hi\nhi there"]), add_special_tokens=False
+               ).input_ids
+    n = len(ids) // 3
+    assert rows.shape == (n, 3)  # non-overlapping rows, remainder dropped
+    assert rows.flatten().tolist() in (ids[: 3 * n], ids2[: 3 * n])
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n\n  \n")
+    with pytest.raises(ValueError, match="calibration set .*empty"):
+        calibration_rows(tok, str(empty), 4, 8)

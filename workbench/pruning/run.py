@@ -20,6 +20,7 @@ import torch
 from workbench.common.config import RunConfig
 from workbench.common.rundir import RunDir
 from workbench.common.runtime import resolve_device, resolve_dtype, seed_everything
+from workbench.eval.zeroshot import SPLIT_NOTE
 from workbench.pruning.blocks import BlockModel, decoder_layers
 from workbench.pruning.search import SEARCHES, del_order_list, steps_table
 
@@ -53,6 +54,8 @@ class PruningConfig(RunConfig):
     tasks: tuple[str, ...] = field(default=("piqa", "winogrande", "hellaswag", "arc_easy",
                                             "arc_challenge"), metadata={"help": "zero-shot"})
     eval_limit: int | None = field(default=8, metadata={"help": "examples per task"})
+    eval_batch_size: int = field(default=1, metadata={
+        "help": "lm-eval batch size for the zero-shot tasks (the paper: 1)"})
     export: bool = field(default=True, metadata={"help": "save the pruned checkpoint"})
 
     def __post_init__(self) -> None:
@@ -67,6 +70,8 @@ class PruningConfig(RunConfig):
             raise ValueError(f"target_ratio must be in (0, 1), got {self.target_ratio}")
         if self.num_blocks is None and self.target_ratio is None:
             raise ValueError("set num_blocks or target_ratio")
+        if self.eval_batch_size < 1:
+            raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         if self.cal_nsamples < 1:
             raise ValueError(f"cal_nsamples must be >= 1, got {self.cal_nsamples}")
 
@@ -177,7 +182,8 @@ def evaluate_set(cfg: PruningConfig, model, tok, removed, wiki_rows=None) -> dic
         wiki_rows = wikitext2_rows(tok, cfg.eval_seq_len, cfg.eval_max_rows)
     with BlockModel(model) as bm, bm.removed(removed):
         ppl = perplexity(model, wiki_rows, cfg.batch_size)
-        zs = evaluate(model, tok, cfg.tasks, cfg.eval_limit) if cfg.tasks else {"avg": math.nan}
+        zs = (evaluate(model, tok, cfg.tasks, cfg.eval_limit, batch_size=cfg.eval_batch_size)
+              if cfg.tasks else {"avg": math.nan})
         ratio = bm.ratio(removed)
     row = {"ratio": round(100 * ratio, 2), "ppl": round(ppl, 3)}
     for t in cfg.tasks:
@@ -220,7 +226,6 @@ def run_blockpruner(cfg: PruningConfig) -> PruningResult:
                "methods": list(all_steps), "removed": [list(b) for b in final],
                "ratio_pct": round(100 * ratio, 2), "calibration_rows": list(rows.shape),
                "search_steps": steps_table(steps),
-               "note": "ARC-e/ARC-c on the validation split (offline); zero-shot scorer follows "
-                       "lm-eval 0.4 prompts; acc_norm except WinoGrande (acc)"}
+               "note": SPLIT_NOTE}
     run.finish(metrics)
     return PruningResult(run.path, all_steps, table, metrics)

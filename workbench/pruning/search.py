@@ -55,56 +55,90 @@ def _batches(rows: torch.Tensor, bs: int) -> list[torch.Tensor]:
 
 
 class Scorer:
-    """Scores removal sets by calibration NLL, plain or with the exact speed-ups."""
+    """Scores removal sets by calibration NLL, plain or with the exact speed-ups.
+
+    A set's total is `math.fsum` of the per-row mean NLLs (the exactly rounded sum, so it does
+    not depend on the order rows are scored in, and the sum over any subset of rows is <= the
+    total: NLLs are >= 0). PPL = exp(total / rows). Work is counted in `batch_evals` (row batches
+    scored) and `forwards` (decoder sublayers run, in units of one full forward).
+    """
 
     def __init__(self, bm: BlockModel, rows: torch.Tensor, batch_size: int = 1,
                  fast: bool = True) -> None:
-        if rows.numel() == 0 or len(rows) == 0:
-            raise ValueError("calibration set is empty: no rows to score")
+        if rows.ndim != 2 or len(rows) == 0 or rows.shape[1] < 2:
+            raise ValueError(f"calibration set is empty: no rows to score (shape "
+                             f"{tuple(rows.shape)})")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.bm, self.batches, self.fast = bm, _batches(rows, batch_size), fast
         self.n_rows = len(rows)
-        self.cache: list[dict[int, torch.Tensor]] = []
-        self.forwards = 0.0  # work done, in units of full forwards (for reporting)
+        self.cache: list[dict[int, torch.Tensor]] = []  # per batch: sublayer point -> hidden
+        self.cache_nll: list[torch.Tensor] = []  # per batch: row NLLs of the cached model
+        self.forwards = 0.0
+        self.batch_evals = 0
+        self.last_partial = math.nan  # mean row NLL seen by the last abandoned candidate
 
     def ppl(self, total: float) -> float:
         return math.exp(total / self.n_rows)
 
-    def total(self, removed: set[Block], start: int = 0, bound: float = math.inf
-              ) -> float | None:
-        """Sum over rows of the per-row mean NLL with `removed`; None once it exceeds `bound`."""
+    def _run(self, k: int, start: int, store: dict[int, torch.Tensor] | None) -> torch.Tensor:
         bm = self.bm
-        bm.set_removed(removed)
-        total = 0.0
+        if start > 0:
+            bm.set_start(start, self.cache[k][start])
+        bm.set_capture(store)
         try:
-            for k, batch in enumerate(self.batches):
-                if self.fast and start > 0:
-                    bm.set_start(start, self.cache[k][start])
-                else:
-                    bm.set_start(0, None)
-                total += float(batch_row_nll(bm.model, batch).sum())
-                self.forwards += (1 - (start / (2 * bm.n_layers) if self.fast else 0)
-                                  ) / len(self.batches)
-                if self.fast and total > bound:
-                    return None
+            nll = batch_row_nll(bm.model, self.batches[k])
         finally:
             bm.set_start(0, None)
-        return total
+            bm.set_capture(None)
+        self.forwards += (1 - start / (2 * bm.n_layers)) / len(self.batches)
+        self.batch_evals += 1
+        return nll
+
+    def total(self, removed: set[Block], start: int = 0, bound: float = math.inf,
+              order: list[int] | None = None, capture: bool = False
+              ) -> tuple[float | None, list | None]:
+        """(total NLL with `removed`, captured points) — (None, None) once it exceeds `bound`.
+
+        `start`: resume every row batch at this sublayer point from the cache (fast path);
+        `order`: the order to score the row batches in (abandoning works best with the
+        worst-scoring batches first); `capture`: also return the hidden states at every point
+        from `start` on, per batch (to become the next step's cache without another forward).
+        """
+        self.bm.set_removed(removed)
+        order = list(range(len(self.batches))) if order is None else order
+        vals: list[float] = []
+        stores: list[dict[int, torch.Tensor] | None] = [None] * len(self.batches)
+        nlls: list[torch.Tensor | None] = [None] * len(self.batches)
+        for k in order:
+            store = {} if capture else None
+            nlls[k] = self._run(k, start if self.fast else 0, store)
+            stores[k] = store
+            vals.extend(nlls[k].tolist())
+            if self.fast and math.fsum(vals) > bound:
+                self.last_partial = math.fsum(vals) / len(vals)
+                return None, None
+        return math.fsum(vals), (list(zip(stores, nlls, strict=True)) if capture else None)
 
     def capture(self, removed: set[Block]) -> float:
         """Full forward with `removed`, caching every sublayer point; returns the total NLL."""
-        bm = self.bm
-        bm.set_removed(removed)
-        self.cache, total = [], 0.0
-        try:
-            for batch in self.batches:
-                store: dict[int, torch.Tensor] = {}
-                bm.set_capture(store)
-                total += float(batch_row_nll(bm.model, batch).sum())
-                self.cache.append(store)
-        finally:
-            bm.set_capture(None)
-        self.forwards += 1
-        return total
+        self.bm.set_removed(removed)
+        self.cache, self.cache_nll = [], []
+        for k in range(len(self.batches)):
+            store: dict[int, torch.Tensor] = {}
+            self.cache_nll.append(self._run(k, 0, store))
+            self.cache.append(store)
+        return math.fsum(v for t in self.cache_nll for v in t.tolist())
+
+    def adopt(self, start: int, captured: list) -> None:
+        """Make a candidate's captured points (from `start` on) the cache of the next step."""
+        for k, (store, nll) in enumerate(captured):
+            self.cache[k] = {**{p: h for p, h in self.cache[k].items() if p < start}, **store}
+            self.cache_nll[k] = nll
+
+    def batch_order(self) -> list[int]:
+        """Row batches, highest cached NLL first (bad candidates then exceed the bound soonest)."""
+        return sorted(range(len(self.batches)), key=lambda k: -float(self.cache_nll[k].sum()))
 
 
 def _checkpoint_load(path: Path | None, ident: dict) -> list[dict]:
@@ -140,26 +174,39 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
     steps = _checkpoint_load(ckpt, ident)[:num]
     removed: set[Block] = {tuple(b) for s in steps for b in s["removed"]}
     scorer = Scorer(bm, rows, batch_size, fast)
-    prev: dict[str, float] = {}
+    prior: dict[str, float] = {}  # candidate -> estimated mean NLL from the previous step
     for step in track(range(len(steps) + 1, num + 1), desc=f"{unit} search",
                       total=num - len(steps)):
         cands = [u for u in units if not set(u) & removed]
-        if fast:
-            scorer.capture(removed)
-        order = sorted(range(len(cands)), key=lambda j: prev.get(_ukey(cands[j]), math.inf)) \
-            if fast else range(len(cands))
-        best, best_j = math.inf, -1
+        best, best_j, best_cap = math.inf, -1, None
         totals: dict[str, float | None] = {}
+        est: dict[str, float] = {}
+        if fast:
+            if not scorer.cache:
+                scorer.capture(removed)
+            # score the likeliest winners first (last step's estimate, else the free block
+            # influence of the cached hidden states), so most others hit the bound early
+            bi = _influence(scorer.cache, cands)
+            order = sorted(range(len(cands)), key=lambda j: (
+                prior.get(_ukey(cands[j]), math.inf), bi[j], j))
+            rows_order = scorer.batch_order()
+        else:
+            order, rows_order = list(range(len(cands))), None
         for j in order:
             u = cands[j]
             start = min(BlockModel.point(b) for b in u)
-            t = scorer.total(removed | set(u), start=start, bound=best)
+            t, cap = scorer.total(removed | set(u), start=start, bound=best, order=rows_order,
+                                  capture=fast)
             totals[_ukey(u)] = t
+            est[_ukey(u)] = scorer.last_partial if t is None else t / scorer.n_rows
+            # the plain loop keeps the first minimum in candidate order: same tie rule
             if t is not None and (t < best or (t == best and j < best_j)):
-                best, best_j = t, j
+                best, best_j, best_cap = t, j, (start, cap)
+        if fast:
+            scorer.adopt(*best_cap)
+            prior = est
         chosen = cands[best_j]
         removed |= set(chosen)
-        prev = {k: v for k, v in totals.items() if v is not None}
         rec = {"step": step, "removed": [list(b) for b in chosen], "set": sorted_set(removed),
                "ppl": scorer.ppl(best), "ratio": bm.ratio(removed),
                "candidates": {k: (None if v is None else scorer.ppl(v))
@@ -173,7 +220,20 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
             on_step(rec)
     bm.set_removed(())
     greedy.last_forwards = scorer.forwards  # type: ignore[attr-defined]
+    greedy.last_batch_evals = scorer.batch_evals  # type: ignore[attr-defined]
     return steps
+
+
+def _influence(cache: list[dict[int, torch.Tensor]], cands: list[tuple[Block, ...]]
+               ) -> list[float]:
+    """1 - cos(x_in, x_out) of each candidate on the cached hidden states (ShortGPT's BI)."""
+    out = []
+    for u in cands:
+        a = min(BlockModel.point(b) for b in u)
+        z = max(BlockModel.point(b) for b in u) + 1
+        out.append(float(torch.cat([(1 - torch.nn.functional.cosine_similarity(
+            st[a].float(), st[z].float(), dim=-1)).flatten() for st in cache]).mean()))
+    return out
 
 
 def _ukey(u: tuple[Block, ...]) -> str:
@@ -198,7 +258,7 @@ def _cumulative(bm: BlockModel, rows: torch.Tensor, order: list[tuple[Block, ...
     for step, u in enumerate(track(order, desc="cumulative ppl"), 1):
         removed |= set(u)
         steps.append({"step": step, "removed": [list(b) for b in u], "set": sorted_set(removed),
-                      "ppl": scorer.ppl(scorer.total(removed)), "ratio": bm.ratio(removed),
+                      "ppl": scorer.ppl(scorer.total(removed)[0]), "ratio": bm.ratio(removed),
                       "candidates": scores if step == 1 else {}})
     bm.set_removed(())
     return steps
@@ -209,7 +269,7 @@ def _cumulative(bm: BlockModel, rows: torch.Tensor, order: list[tuple[Block, ...
 def metric_ppl(bm: BlockModel, rows: torch.Tensor, units: list[tuple[Block, ...]],
                batch_size: int = 1) -> dict[str, float]:
     scorer = Scorer(bm, rows, batch_size, fast=False)
-    out = {_ukey(u): scorer.ppl(scorer.total(set(u))) for u in track(units, desc="ppl metric")}
+    out = {_ukey(u): scorer.ppl(scorer.total(set(u))[0]) for u in track(units, desc="ppl metric")}
     bm.set_removed(())
     return out
 
