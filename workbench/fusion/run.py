@@ -245,7 +245,7 @@ def run_fusechat(cfg: FuseChatConfig, stages: list[Stage] | tuple[Stage, ...] | 
     seed_everything(cfg.seed)
     run = RunDir.create(cfg, kind=KIND)
     ctx = FuseChatContext(cfg, run)
-    timings = {}
+    timings, cpu = {}, {}
     for st in stages:
         path = stage_path(run, st.name)
         if path.exists():
@@ -253,18 +253,39 @@ def run_fusechat(cfg: FuseChatConfig, stages: list[Stage] | tuple[Stage, ...] | 
             log.info("stage %s: done before, skipped", st.name)
         else:
             log.info("stage %s: %s", st.name, st.doc)
-            t1 = time.time()
+            t1, c1 = time.time(), time.process_time()
             summary = st.fn(ctx)
             summary["seconds"] = time.time() - t1
+            summary["cpu_seconds"] = time.process_time() - c1  # all threads of this process
             write_json(path, summary)
             ctx.summaries[st.name] = read_json(path)  # what a resumed run would see
         timings[st.name] = ctx.summaries[st.name].get("seconds")
+        cpu[st.name] = ctx.summaries[st.name].get("cpu_seconds")
         if st.name == until:
             break
     metrics: dict[str, Any] = {}
     for s in ctx.summaries.values():
         metrics.update(s.get("metrics", {}))
     metrics["stage_seconds"] = timings
+    metrics["stage_cpu_seconds"] = cpu
     metrics["wall_seconds"] = time.time() - t0
     run.finish(metrics)
     return FuseChatResult(run.path, metrics, ctx.summaries)
+
+
+def sample_text_alignment(run_dir: str | Path, source: str, index: int = 0,
+                          max_chars: int = 300):
+    """`align_text` (pivot vs `source`) of the first assistant turn of dialogue `index` of a run,
+    cut to `max_chars` characters: the input of `viz.fusion.alignment_matrix_figure`."""
+    from workbench.common.io import read_yaml
+    from workbench.fusion import align as A
+
+    run_dir = Path(run_dir)
+    cfg = read_yaml(run_dir / "config.yaml")
+    dialogues = R.load_dialogues(run_dir / "artifacts" / "dialogues.json")
+    if not 0 <= index < len(dialogues):
+        raise ValueError(f"index {index} out of range: the run has {len(dialogues)} dialogues")
+    d = dialogues[index]
+    a, b = d.spans[0]
+    return A.align_text(d.text[a:b][:max_chars], load_tokenizer(cfg["pivot"]),
+                        load_tokenizer(source))

@@ -86,3 +86,27 @@ def align_kind_figure(stats: dict[str, dict[str, float]], title: str = "Alignmen
 # ---------------------------------------------------------------------------------------------
 # end of token alignment figures
 # ---------------------------------------------------------------------------------------------
+
+# ---------------------------------------------------------------------------------------------
+# Representations (workbench.fusion.represent)
+# ---------------------------------------------------------------------------------------------
+
+
+def repr_size_figure(metrics: dict[str, Any]) -> go.Figure:
+    """Bytes per token of each model's representation shards (every column, on disk) and a line
+    at the top-K columns alone (int32 ids + fp16 logits), from a FuseChat run's metrics."""
+    rows = metrics.get("repr_table", [])
+    topk = metrics.get("repr_topk_bytes_per_token")
+    fig = go.Figure(go.Bar(x=[r["model"] for r in rows], y=[r["bytes_per_token"] for r in rows],
+                           name="shards on disk (all columns)",
+                           hovertemplate="%{x}<br>%{y:.1f} B/token<extra></extra>"))
+    if topk is not None:
+        fig.add_hline(y=topk, line_dash="dot",
+                      annotation_text=f"top-K ids + logits: {topk:.1f} B/token")
+    fig.update_layout(title="Representation size", yaxis_title="bytes / token", height=340,
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
+    return fig
+
+# ---------------------------------------------------------------------------------------------
+# end of representation figures
+# ---------------------------------------------------------------------------------------------
