@@ -215,33 +215,47 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
     if not losses or not all(math.isfinite(x) for x in losses):
         raise FloatingPointError(f"fusion training of {out_dir}: non-finite or missing loss "
                                  f"{losses[-5:]!r}")
-    model = trainer.model
-    if args.lora:
-        model = model.merge_and_unload()
-    _save(model, tok, final, {
-        "args": asdict(args), "num_sources": len(sources) if with_targets else 0,
-        "num_samples": len(data), "global_step": trainer.state.global_step,
-        "train_loss": result.training_loss, "seconds": time.perf_counter() - t0,
-        "resumed_from": resume, "log_history": history})
+    info = {"args": asdict(args), "num_sources": len(sources) if with_targets else 0,
+            "num_samples": len(data), "global_step": trainer.state.global_step,
+            "train_loss": result.training_loss, "seconds": time.perf_counter() - t0,
+            "resumed_from": resume, "log_history": history}
+    _save(trainer, tok, final, info, lora=args.lora)
     return final
 
 
-def _save(model, tok, final: Path, info: dict[str, Any]) -> None:
-    """save_pretrained (safetensors) + tokenizer into a temp folder, then rename into place."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.parent / f".{final.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        model = model.to("cpu")
-        model.config.use_cache = True
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        write_json(tmp / DONE, info)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
+def _save(trainer: Trainer, tok, final: Path, info: dict[str, Any], *, lora: bool) -> None:
+    """Write the model (safetensors), tokenizer + chat template and ``DONE`` into a temp folder,
+    then rename it into place (main process only).
+
+    Full fine-tuning goes through ``trainer.save_model``, which gathers FSDP / DeepSpeed-sharded
+    weights; LoRA adapters are merged into the base weights first (``merge_and_unload``: a single
+    process holding the whole model -- LoRA is the small-machine option).
+    """
+    tmp = final.parent / f".{final.name}.tmp"
+    main = trainer.is_world_process_zero()
+    if main:
+        final.parent.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        if lora:
+            if main:
+                model = trainer.model.merge_and_unload().to("cpu")
+                model.config.use_cache = True
+                model.save_pretrained(tmp, safe_serialization=True)
+        else:
+            trainer.model.config.use_cache = True
+            trainer.save_model(str(tmp))  # every process joins (sharded state dicts)
+        if main:
+            tok.save_pretrained(tmp)
+            for extra in ("training_args.bin",):
+                (tmp / extra).unlink(missing_ok=True)
+            write_json(tmp / DONE, info)
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+    except BaseException:
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
