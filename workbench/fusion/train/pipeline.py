@@ -18,6 +18,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -245,9 +246,12 @@ def evaluate_models(cfg: Any, models: dict[str, tuple[str, str]], dialogues: Seq
     questions = list(load_mtbench_questions()) if cfg.mtbench_limit > 0 else []
     judge = None
     if cfg.mtbench_limit > 0:
-        judge = make_judge(cfg.judge, name=cfg.judge_model,
-                           **({} if cfg.judge == "openai" else
-                              {"max_new_tokens": cfg.judge_max_new_tokens}))
+        kind = cfg.judge
+        if kind == "auto":  # make_judge's rule, resolved here to pass the right options
+            kind = "openai" if os.environ.get("WORKBENCH_JUDGE_BASE_URL") else "hf"
+        judge = make_judge(kind, name=cfg.judge_model,
+                           **({"max_new_tokens": cfg.judge_max_new_tokens} if kind == "hf"
+                              else {}))
     out = {}
     for label, (group, path) in track(list(models.items()), desc="evaluate models"):
         f = Path(root) / f"{short_name(label)}.json"
