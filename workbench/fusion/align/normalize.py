@@ -154,7 +154,7 @@ class TokenTexts:
     ``texts[i]`` is the canonical text, ``stripped[i]`` the text without markers,
     ``byte_texts[i]`` the text's bytes as a latin-1 string (for byte-unit edit distances); ``text_to_id`` maps a canonical text to the preferred id (a regular
     token over a byte-fallback one over a special one, then the lowest id). ``special`` holds the
-    ids of added/special tokens. Built once per tokenizer (:func:`token_texts` caches it).
+    ids of control tokens (BOS, EOS, ``<|im_start|>``...). Built once per tokenizer (:func:`token_texts` caches it).
     """
 
     name: str
@@ -190,14 +190,17 @@ class TokenTexts:
         return self.text_to_id.get(text)
 
     @classmethod
-    def from_tokens(cls, tokens: list[str], kind: str = "plain", special=(), name: str = "",
-                    bos_id: int | None = None, eos_id: int | None = None,
+    def from_tokens(cls, tokens: list[str], kind: str = "plain", special=(), literal=(),
+                    name: str = "", bos_id: int | None = None, eos_id: int | None = None,
                     unk_id: int | None = None) -> TokenTexts:
-        """From raw vocabulary strings (index = id); ``special`` ids are kept literally."""
+        """From raw vocabulary strings (index = id). ``special`` (control tokens such as BOS) and
+        ``literal`` (other added tokens, e.g. Gemma's ``"\\n"``) are kept as written; special
+        ids come last when several ids share a text."""
         special = frozenset(int(i) for i in special)
+        keep = special | {int(i) for i in literal}
         n = len(tokens)
-        texts = [tokens[i] if i in special else normalize_token(tokens[i], kind) for i in range(n)]
-        fallback = [i for i in range(n) if kind == "sentencepiece" and i not in special
+        texts = [tokens[i] if i in keep else normalize_token(tokens[i], kind) for i in range(n)]
+        fallback = [i for i in range(n) if kind == "sentencepiece" and i not in keep
                     and _BYTE_FALLBACK.match(tokens[i])]
         text_to_id: dict[str, int] = {}
         regular = sorted(set(range(n)) - special - set(fallback))
@@ -228,8 +231,10 @@ def token_texts(tokenizer: Any) -> TokenTexts:
     for tok, i in tokenizer.get_vocab().items():
         raw[i] = tok
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    special = {int(i) for i in added} | {int(i) for i in (tokenizer.all_special_ids or [])}
-    out = TokenTexts.from_tokens(raw, tokenizer_kind(tokenizer), special=special, name=str(key[0]),
+    special = {int(i) for i, t in added.items() if getattr(t, "special", True)}
+    special |= {int(i) for i in (tokenizer.all_special_ids or [])}
+    out = TokenTexts.from_tokens(raw, tokenizer_kind(tokenizer), special=special,
+                                 literal=[int(i) for i in added], name=str(key[0]),
                                  bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
                                  unk_id=tokenizer.unk_token_id)
     _CACHE[key] = out
