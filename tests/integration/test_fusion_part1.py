@@ -1,0 +1,101 @@
+"""FuseChat part 1 on `smoke`: representations of three tiny models with three real tokenizers,
+ms counts, aligned representations per source and vocab map, stats; then a resumed re-run."""
+
+from __future__ import annotations
+
+import math
+import shutil
+
+import pytest
+from datasets import load_from_disk
+
+from workbench.common import RunDir
+from workbench.fusion import represent as R
+from workbench.fusion.config import FuseChatConfig
+from workbench.fusion.formats import ALIGNED_COLUMNS, PAD_ID, REPR_COLUMNS
+from workbench.fusion.run import run_fusechat, stage_path
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    cfg = FuseChatConfig.from_preset("smoke", output_dir=str(root), data_size=4, max_length=64)
+    return cfg, run_fusechat(cfg, until="alignment")
+
+
+def test_representations_cover_the_same_dialogues(smoke):
+    cfg, res = smoke
+    arts = res.run_dir / "artifacts"
+    dialogues = R.load_dialogues(arts / "dialogues.json")
+    assert len(dialogues) == 4
+    reps = {m: R.load_representations(arts / "representations" / m.replace(":", "_"))
+            for m in cfg.models}
+    for ds in reps.values():
+        assert ds.column_names == list(REPR_COLUMNS)
+        assert ds["id"] == [d.id for d in dialogues]
+        for row in ds:
+            n = len(row["input_ids"])
+            assert n <= cfg.max_length and len(row["labels"]) == len(row["topk_ids"]) == n
+            assert any(t != -100 for t in row["labels"]) and math.isfinite(row["metric_ce"])
+    # three different tokenizers really split the same text differently
+    lengths = {m: len(ds[0]["input_ids"]) for m, ds in reps.items()}
+    assert len(set(lengths.values())) > 1, lengths
+    rows = {r["model"]: r for r in res.metrics["repr_table"]}
+    assert set(rows) == set(cfg.models)
+    # top-K columns: int32 ids + fp16 logits, fixed-size lists = K * 6 bytes per token (+ row offsets)
+    assert res.metrics["repr_topk_bytes_per_token"] == pytest.approx(cfg.top_k * 6, rel=0.02)
+    assert 60 < res.metrics["repr_bytes_per_token"] < 120
+
+
+def test_alignment_table_per_source_and_map(smoke):
+    cfg, res = smoke
+    table = res.metrics["table"]
+    assert [(r["source"], r["vocab_map"]) for r in table] == \
+        [(s, k) for s in cfg.sources for k in cfg.compare_vocab_maps]
+    pivot = R.load_representations(res.run_dir / "artifacts" / "representations" / "tiny_llama")
+    positions = sum(len(x) for x in pivot["input_ids"])
+    for r in table:
+        shares = r["same_vocab"] + r["one_to_one"] + r["one_to_many"] + r["fallback"]
+        assert shares == pytest.approx(1.0) and r["positions"] == positions
+        assert r["fallback"] < 0.6  # real tokenizers agree on most of the text
+    by = {(r["source"], r["vocab_map"]): r for r in table}
+    for s in cfg.sources:  # only ms decomposes 1->n (official rules)
+        assert by[(s, "em")]["one_to_many"] == 0.0
+    for s in cfg.sources:
+        folder = res.run_dir / "artifacts" / "aligned" / s.replace(":", "_") / cfg.vocab_map
+        ds = load_from_disk(str(folder))
+        assert ds.column_names == list(ALIGNED_COLUMNS)
+        assert ds["id"] == pivot["id"] and ds["input_ids"] == pivot["input_ids"]
+        row = ds[0]
+        assert len(row["topk_ids"]) == len(row["align_kind"]) == len(row["input_ids"])
+        assert all(0 <= i < 49152 for k in row["topk_ids"] for i in k if i != PAD_ID)
+
+
+def test_rerun_skips_finished_stages_and_resumes_a_lost_one(smoke):
+    cfg, res = smoke
+    first = res.metrics["table"]
+    folder = res.run_dir / "artifacts" / "aligned" / "tiny_qwen2" / "ms"
+    before = load_from_disk(str(folder)).to_dict()
+    # lose the alignment stage's record and one of its outputs, as a kill would
+    stage_path(RunDir(res.run_dir), "alignment").unlink()
+    shutil.rmtree(folder)
+    again = run_fusechat(cfg, until="alignment")
+    assert again.run_dir == res.run_dir
+    assert again.metrics["stage_seconds"]["representations"] == \
+        res.metrics["stage_seconds"]["representations"]  # recorded once, skipped now
+    assert load_from_disk(str(folder)).to_dict() == before
+    strip = lambda t: [{k: v for k, v in r.items() if k != "seconds"} for r in t]  # noqa: E731
+    assert strip(again.metrics["table"]) == strip(first)
+
+
+def test_bad_config_is_a_one_line_error():
+    with pytest.raises(ValueError, match="vocab map 'exact' unknown"):
+        FuseChatConfig.from_preset("smoke", vocab_map="exact")
+    with pytest.raises(ValueError, match="must be one of compare_vocab_maps"):
+        FuseChatConfig.from_preset("smoke", compare_vocab_maps=("em",))
+    with pytest.raises(ValueError, match="top_k must be >= 1"):
+        FuseChatConfig.from_preset("smoke", top_k=0)
+    with pytest.raises(ValueError, match="until='no_such_stage' is not a stage"):
+        run_fusechat(FuseChatConfig.from_preset("smoke"), until="no_such_stage")
