@@ -10,6 +10,7 @@ from workbench.spans.train import (
     linear_schedule,
     make_batches,
     make_optimizer,
+    member_names,
     train_step,
 )
 
@@ -29,6 +30,27 @@ def test_losses_finite(name):
     loss = LOSSES.get(name)(logits, tags)
     loss.backward()
     assert torch.isfinite(loss) and logits.grad is not None
+
+
+def test_cls_vector_position():
+    from types import SimpleNamespace
+
+    from workbench.spans.model import _cls_vector
+    h = torch.arange(2 * 3 * 2, dtype=torch.float).view(2, 3, 2)
+    out = SimpleNamespace(hidden_states=(h,))
+    ident = torch.nn.Identity()
+    assert torch.equal(_cls_vector(out, ident), h[:, 0])  # BERT-style: first token
+    assert torch.equal(_cls_vector(out, ident, torch.tensor([2, 1])), torch.stack([h[0, 2], h[1, 1]]))  # XLNet
+
+
+def test_member_names():
+    cfg = SpansConfig(encoders=("tiny:bert", "/x/minilm-l6"), heads=("cls",), crf=(False, True), seeds=(1, 2))
+    names = [n for n, *_ in member_names(cfg)]
+    assert names[:2] == ["tiny_bert-cls-s1", "tiny_bert-cls-s2"] and names[-1] == "minilm-l6-cls-crf-s2"
+    assert len(names) == 8 and len(set(names)) == 8
+    assert [n for n, *_ in member_names(SpansConfig(heads=("cls",), crf=(True,)))] == ["cls-crf"]
+    with pytest.raises(ValueError, match="ensemble_members"):
+        SpansConfig(heads=("cls",), crf=(True,), ensemble_members=("cls",))
 
 
 def test_config_unknown_head():

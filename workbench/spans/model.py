@@ -14,8 +14,11 @@ HEADS: Registry = Registry("span head")
 LOSSES: Registry = Registry("span loss")
 
 
-def _cls_vector(enc_out, pooler: nn.Module) -> torch.Tensor:
-    return pooler(enc_out.hidden_states[-1][:, 0])  # tanh(W h_[CLS]) as the BERT pooler
+def _cls_vector(enc_out, pooler: nn.Module, cls_index: torch.Tensor | None = None) -> torch.Tensor:
+    """tanh(W h_[CLS]) as the BERT pooler; `cls_index` (B,) where the summary token is not first (XLNet)."""
+    last = enc_out.hidden_states[-1]
+    h = last[:, 0] if cls_index is None else last[torch.arange(last.size(0), device=last.device), cls_index]
+    return pooler(h)
 
 
 class LayerAttention(nn.Module):
@@ -40,8 +43,8 @@ class ClsHead(nn.Module):
         self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
         self.drop, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_tags)
 
-    def forward(self, enc_out) -> torch.Tensor:
-        h = enc_out.hidden_states[-1] + _cls_vector(enc_out, self.pooler).unsqueeze(1)
+    def forward(self, enc_out, cls_index: torch.Tensor | None = None) -> torch.Tensor:
+        h = enc_out.hidden_states[-1] + _cls_vector(enc_out, self.pooler, cls_index).unsqueeze(1)
         return self.out(self.drop(h))
 
 
@@ -52,9 +55,9 @@ class ConcatClsHead(nn.Module):
         self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
         self.drop, self.out = nn.Dropout(dropout), nn.Linear(2 * hidden, num_tags)
 
-    def forward(self, enc_out) -> torch.Tensor:
+    def forward(self, enc_out, cls_index: torch.Tensor | None = None) -> torch.Tensor:
         last = enc_out.hidden_states[-1]
-        cls = _cls_vector(enc_out, self.pooler).unsqueeze(1).expand_as(last)
+        cls = _cls_vector(enc_out, self.pooler, cls_index).unsqueeze(1).expand_as(last)
         return self.out(self.drop(torch.cat([last, cls], -1)))
 
 
@@ -66,8 +69,8 @@ class LayerAttentionHead(nn.Module):
         self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
         self.drop, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_tags)
 
-    def forward(self, enc_out) -> torch.Tensor:
-        h = self.att(enc_out.hidden_states) + _cls_vector(enc_out, self.pooler).unsqueeze(1)
+    def forward(self, enc_out, cls_index: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.att(enc_out.hidden_states) + _cls_vector(enc_out, self.pooler, cls_index).unsqueeze(1)
         return self.out(self.drop(h))
 
 
@@ -99,8 +102,9 @@ class SpanTagger(nn.Module):
     """Encoder + head; with `crf=True` the loss is the CRF NLL and decoding is Viterbi."""
 
     def __init__(self, encoder: nn.Module, head: str = "cls", crf: bool = False, loss: str = "ce",
-                 num_tags: int = 2, dropout: float = 0.1):
+                 num_tags: int = 2, dropout: float = 0.1, cls_last: bool = False):
         super().__init__()
+        self.cls_last = cls_last  # summary token at the end of the sequence (XLNet), not first
         hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.head_name, self.loss_name, self.num_tags = head, loss, num_tags
@@ -110,7 +114,7 @@ class SpanTagger(nn.Module):
 
     def emissions(self, input_ids, attention_mask) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return self.head(out)
+        return self.head(out, attention_mask.long().sum(1) - 1 if self.cls_last else None)
 
     def loss(self, input_ids, attention_mask, tags) -> torch.Tensor:
         em = self.emissions(input_ids, attention_mask)

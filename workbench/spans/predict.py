@@ -20,7 +20,7 @@ def encode_windows(tokenizer, texts: Sequence[str], max_length: int, stride: int
         raise ValueError(f"max_length must be >= 8, got {max_length}")
     return tokenizer(list(texts), truncation=True, max_length=max_length, stride=min(stride, max_length // 4),
                      return_overflowing_tokens=True, return_offsets_mapping=True, padding=True,
-                     return_tensors="pt")
+                     padding_side="right", return_tensors="pt")  # right: the CRF mask must be a prefix
 
 
 def predict_batch(tagger, tokenizer, texts: Sequence[str], max_length: int = 256, batch_size: int = 16,

@@ -34,6 +34,7 @@ class SpansConfig(RunConfig):
     PRESETS: ClassVar[str] = "toxic_spans"
 
     encoder: str = field(default="tiny:bert", metadata={"help": "encoder name or path"})
+    encoders: tuple[str, ...] = field(default=(), metadata={"help": "several encoders (vote across them); () = encoder"})
     heads: tuple[str, ...] = field(default=("cls",), metadata={"help": "HEADS keys to train"})
     crf: tuple[bool, ...] = field(default=(True,), metadata={"help": "CRF settings to train per head"})
     loss: str = field(default="ce", metadata={"help": "LOSSES key (ignored with CRF)"})
@@ -77,13 +78,21 @@ def num_tags(scheme: str) -> int:
     return 2 if scheme == "io" else 3
 
 
+def cls_is_last(tok) -> bool:
+    """True when the tokenizer puts its summary token at the end (XLNet) instead of first (BERT)."""
+    if tok.cls_token_id is None:
+        return False
+    ids = tok("a")["input_ids"]
+    return ids[-1] == tok.cls_token_id and ids[0] != tok.cls_token_id
+
+
 def build_tagger(encoder: str, head: str, crf: bool, loss: str = "ce", scheme: str = "io") -> tuple[SpanTagger, object]:
     path = resolve_model(encoder)
     tok = AutoTokenizer.from_pretrained(path)
     if not tok.is_fast:
         raise ValueError(f"{encoder}: a fast tokenizer (offset mapping) is required")
     enc = AutoModel.from_pretrained(path)
-    return SpanTagger(enc, head=head, crf=crf, loss=loss, num_tags=num_tags(scheme)), tok
+    return SpanTagger(enc, head=head, crf=crf, loss=loss, num_tags=num_tags(scheme), cls_last=cls_is_last(tok)), tok
 
 
 def encode_train(tok, texts, spans, cfg: SpansConfig) -> list[tuple[list[int], list[int]]]:
@@ -181,15 +190,23 @@ def _eval_points(n_batches: int, evals: int) -> set[int]:
     return {max(0, round(n_batches * (k + 1) / evals) - 1) for k in range(evals)}
 
 
-def member_names(cfg: SpansConfig) -> list[tuple[str, str, bool, int]]:
-    """(name, head, crf, seed) of every member a config trains; a seed suffix only with several seeds."""
-    seeds = cfg.seeds or (cfg.seed,)
-    return [(f"{h}{'-crf' if c else ''}{f'-s{sd}' if len(seeds) > 1 else ''}", h, c, sd)
-            for h in cfg.heads for c in cfg.crf for sd in seeds]
+def member_names(cfg: SpansConfig) -> list[tuple[str, str, str, bool, int]]:
+    """(name, encoder, head, crf, seed) of every member a config trains.
+
+    Names are `<head>[-crf]`, prefixed by the encoder's short name with several encoders and
+    suffixed `-s<seed>` with several seeds.
+    """
+    encoders, seeds = cfg.encoders or (cfg.encoder,), cfg.seeds or (cfg.seed,)
+    out = []
+    for e in encoders:
+        pre = f"{Path(e).name.replace(':', '_')}-" if len(encoders) > 1 else ""
+        out += [(f"{pre}{h}{'-crf' if c else ''}{f'-s{sd}' if len(seeds) > 1 else ''}", e, h, c, sd)
+                for h in cfg.heads for c in cfg.crf for sd in seeds]
+    return out
 
 
 def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: Path,
-                 seed: int | None = None) -> dict:
+                 seed: int | None = None, encoder: str | None = None) -> dict:
     """Train one head x CRF member; keep the checkpoint with the best trial char F1; save safetensors.
 
     A member folder that already holds `member.json` (same run dir = same config) is reused: an
@@ -200,7 +217,8 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
         meta = json.loads(done.read_text())
         return {**meta, "trial_pred": read_json(out_dir / "trial_pred.json"), "resumed": True}
     gen = seed_everything(cfg.seed if seed is None else seed)
-    model, tok = build_tagger(cfg.encoder, head, crf, cfg.loss, cfg.scheme)
+    encoder = encoder or cfg.encoder
+    model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme)
     device = resolve_device(cfg.device)
     model.to(device)
     windows = encode_train(tok, train["text"], train["spans"], cfg)
@@ -227,9 +245,9 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(best_state, str(out_dir / "model.safetensors"))
     tok.save_pretrained(out_dir / "tokenizer")
-    AutoConfig.from_pretrained(resolve_model(cfg.encoder)).save_pretrained(out_dir / "encoder_config")
+    AutoConfig.from_pretrained(resolve_model(encoder)).save_pretrained(out_dir / "encoder_config")
     meta = {"head": head, "crf": crf, "loss": cfg.loss, "scheme": cfg.scheme, "max_length": cfg.max_length,
-            "encoder": cfg.encoder, "trial_f1": best, "train_s": time.time() - t0,
+            "encoder": encoder, "cls_last": model.cls_last, "trial_f1": best, "train_s": time.time() - t0,
             "final_loss": losses[-1] if losses else None, "n_windows": len(windows), "history": history}
     write_json(out_dir / "trial_pred.json", best_pred)
     write_json(done, meta)  # last: marks the member complete
@@ -256,7 +274,8 @@ def load_member(folder: str | Path, device: str = "cpu", quantize: bool = False)
     meta = json.loads((folder / "member.json").read_text())
     tok = AutoTokenizer.from_pretrained(folder / "tokenizer")
     enc = AutoModel.from_config(AutoConfig.from_pretrained(folder / "encoder_config"))
-    model = SpanTagger(enc, meta["head"], meta["crf"], meta["loss"], num_tags(meta["scheme"]))
+    model = SpanTagger(enc, meta["head"], meta["crf"], meta["loss"], num_tags(meta["scheme"]),
+                       cls_last=meta.get("cls_last", False))
     model.load_state_dict(load_file(str(folder / "model.safetensors"), device=device))
     model = model.to(device).eval()
     if quantize:
@@ -325,11 +344,11 @@ def run_spans(cfg: SpansConfig) -> RunDir:
     train, trial = _split("train", cfg.train_limit), _split("trial", cfg.trial_limit)
     test = _split("test", None, cfg.test_csv) if cfg.test_csv else None
     rows, trial_preds, test_preds = [], {}, {}
-    for name, head, crf, seed in member_names(cfg):
-        m = train_member(cfg, head, crf, train, trial, run.artifacts / "members" / name, seed)
+    for name, encoder, head, crf, seed in member_names(cfg):
+        m = train_member(cfg, head, crf, train, trial, run.artifacts / "members" / name, seed, encoder)
         trial_preds[name] = m["trial_pred"]
         words = [extend_to_words(t, p) for t, p in zip(trial["text"], m["trial_pred"], strict=True)]
-        row = {"member": name, "head": head, "crf": crf, "seed": seed, "trial_f1": round(100 * m["trial_f1"], 2),
+        row = {"member": name, "encoder": encoder, "head": head, "crf": crf, "seed": seed, "trial_f1": round(100 * m["trial_f1"], 2),
                "trial_f1_words": round(100 * span_f1(words, trial["spans"]), 2), "train_s": round(m["train_s"], 1)}
         if test is not None:
             test_preds[name] = SpanPredictor(run.path, [name]).predict_spans(test["text"])
@@ -339,7 +358,8 @@ def run_spans(cfg: SpansConfig) -> RunDir:
     if cfg.ensemble and len(voters) > 1:
         voted = vote_posts([trial_preds[n] for n in voters])
         words = [extend_to_words(t, p) for t, p in zip(trial["text"], voted, strict=True)]
-        row = {"member": "ensemble", "head": "vote of " + ", ".join(voters), "crf": None, "seed": None,
+        row = {"member": "ensemble", "encoder": None, "head": "vote of " + ", ".join(voters), "crf": None,
+               "seed": None,
                "trial_f1": round(100 * span_f1(voted, trial["spans"]), 2),
                "trial_f1_words": round(100 * span_f1(words, trial["spans"]), 2),
                "train_s": round(sum(r["train_s"] for r in rows if r["member"] in voters), 1)}
