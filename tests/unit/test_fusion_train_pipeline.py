@@ -53,3 +53,11 @@ def test_figures_from_rows():
                             "SCE": _res("merge", 1.8, 5.5, 0.4)})
     fig = model_comparison_figure(table)
     assert [d.name for d in fig.data] == ["baseline", "merge"] and fig.data[1].y == (1.8,)
+
+
+def test_part2_stages_run_after_part1():
+    from workbench.fusion.run import STAGES
+
+    names = [s.name for s in STAGES]
+    assert names[-4:] == ["targets", "baselines", "merges", "evaluation"]
+    assert names.index("alignment") < names.index("targets")
