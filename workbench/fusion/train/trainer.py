@@ -63,7 +63,7 @@ class TrainArgs:
     dtype: str = "auto"  # auto: bf16 mixed precision on bf16 GPUs, float32 elsewhere
     device: str = "auto"
     gradient_checkpointing: bool = False
-    save_steps: int = 200
+    save_steps: int | None = None  # None: a checkpoint every quarter of training, >= 10 steps
     save_total_limit: int = 1
     logging_steps: int = 1
     chat_template: str | None = None  # override the pivot tokenizer's template in the output
@@ -76,7 +76,7 @@ class TrainArgs:
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for name in ("batch_size", "grad_accum", "save_steps", "lora_r"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"TrainArgs.{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
@@ -144,6 +144,14 @@ def _lora(model, r: int):
     return get_peft_model(model, cfg)
 
 
+def _save_steps(args: TrainArgs, n: int) -> int:
+    if args.save_steps is not None:
+        return args.save_steps
+    per_epoch = math.ceil(n / (args.batch_size * args.grad_accum))
+    steps = args.max_steps if args.max_steps > 0 else math.ceil(per_epoch * args.epochs)
+    return max(10, steps // 4)
+
+
 def _precision(args: TrainArgs, device: torch.device) -> dict[str, bool]:
     if device.type != "cuda" or args.dtype == "float32":
         return {}
@@ -198,7 +206,7 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
         gradient_accumulation_steps=args.grad_accum, warmup_steps=args.warmup_ratio,
         weight_decay=args.weight_decay, lr_scheduler_type=args.scheduler,
         max_grad_norm=args.max_grad_norm, seed=args.seed, data_seed=args.seed,
-        logging_steps=args.logging_steps, save_strategy="steps", save_steps=args.save_steps,
+        logging_steps=args.logging_steps, save_strategy="steps", save_steps=_save_steps(args, len(data)),
         save_total_limit=args.save_total_limit, report_to=[], remove_unused_columns=False,
         use_cpu=device.type == "cpu", disable_tqdm=os.environ.get("WORKBENCH_PROGRESS") == "0",
         dataloader_num_workers=0, **_precision(args, device))
