@@ -61,8 +61,8 @@ def test_mtbench_answers_and_score():
           {"question_id": 2, "category": "y", "turns": ["u1", "u2"]}]
     ans = mtbench_answers(lambda m: f"ans{len(m)}", qs, limit=1)
     assert len(ans) == 1 and ans[0]["answers"] == ["ans1", "ans3"]
-    s = mtbench_score(Fake(lambda u: "[[9]]"), ans, judge_prompts=JP)
-    assert s["score"] == 9.0 and s["n_unparsed"] == 0
+    s = mtbench_score(Fake(lambda u: "[[9]]"), ans, judge_prompts=JP, turns=(1,))
+    assert s["score"] == 9.0 and s["n_unparsed"] == 0 and s["n"] == 1
 
 
 def test_judge_construction(monkeypatch):
@@ -74,3 +74,175 @@ def test_judge_construction(monkeypatch):
     monkeypatch.setenv("WORKBENCH_JUDGE_MODEL", "m")
     j = make_judge()
     assert isinstance(j, OpenAIJudge) and j.name == "m" and j.base_url.endswith("/v1")
+
+
+# ---- robust parsing, forced ratings, two-turn MT-Bench ------------------------------------
+from workbench.eval.chat import (  # noqa: E402
+    judge_prompt_name,
+    mtbench_answers_batch,
+    mtbench_pairwise,
+    parse_rating_detail,
+    rate_all,
+    verdict_all,
+)
+
+NAMES = ["single-v1", "single-math-v1", "single-v1-multi-turn", "single-math-v1-multi-turn",
+         "pair-v2", "pair-math-v1", "pair-v2-multi-turn", "pair-math-v1-multi-turn"]
+# each template names itself and echoes every field it gets, so a fake judge can see them
+JP2 = {n: {"system_prompt": "s", "prompt_template": f"NAME={n} " + " ".join(
+    f"{k}=<{{{k}}}>" for k in {
+        "single-v1": ["question", "answer"],
+        "single-math-v1": ["question", "answer", "ref_answer_1"],
+        "single-v1-multi-turn": ["question_1", "answer_1", "question_2", "answer_2"],
+        "single-math-v1-multi-turn": ["question_1", "answer_1", "question_2", "answer_2",
+                                      "ref_answer_1", "ref_answer_2"],
+        "pair-v2": ["question", "answer_a", "answer_b"],
+        "pair-math-v1": ["question", "answer_a", "answer_b", "ref_answer_1"],
+        "pair-v2-multi-turn": ["question_1", "question_2", "answer_a_1", "answer_a_2",
+                               "answer_b_1", "answer_b_2"],
+        "pair-math-v1-multi-turn": ["question_1", "question_2", "answer_a_1", "answer_a_2",
+                                    "answer_b_1", "answer_b_2", "ref_answer_1", "ref_answer_2"],
+    }[n])} for n in NAMES}
+
+
+def test_parse_rating_detail_methods():
+    assert parse_rating_detail("ok. Rating: [[7]]") == (7.0, "strict")
+    assert parse_rating_detail("[5]\n\nExplanation: fine") == (5.0, "bracket")
+    assert parse_rating_detail("Overall my rating: 6 because") == (6.0, "loose")
+    assert parse_rating_detail("I would give it 8/10.") == (8.0, "loose")
+    assert parse_rating_detail("score of 3 at first, final score: 9") == (9.0, "loose")
+    v, how = parse_rating_detail("The response is helpful and detailed")
+    assert math.isnan(v) and how == ""
+    v, how = parse_rating_detail("[[12]]")  # out of range is not rescued by other patterns
+    assert math.isnan(v) and how == ""
+
+
+class ForceFake:
+    """Batched fake judge with a continuation hook, like HFJudge."""
+    name = "force-fake"
+    force_format = True
+
+    def __init__(self, answer, cont):
+        self.answer, self.cont, self.calls = answer, cont, []
+
+    def complete_many(self, reqs):
+        self.calls.append(len(reqs))
+        return [self.answer(u) for _, u in reqs]
+
+    def complete(self, s, u):
+        return self.complete_many([(s, u)])[0]
+
+    def continue_many(self, reqs, max_new_tokens=4):
+        return [self.cont(u, prefix) for _, u, prefix in reqs]
+
+
+def test_rate_all_forced_and_unparsed_counted():
+    j = ForceFake(lambda u: "The answer is good but the explanation was cut",
+                  lambda u, p: "6]]" if "good" in u else "excellent")
+    out = rate_all(j, [("s", "good one"), ("s", "bad one")])
+    assert out[0]["rating"] == 6.0 and out[0]["method"] == "forced"
+    assert out[0]["raw"].endswith("Rating: [[6]]")
+    assert math.isnan(out[1]["rating"]) and out[1]["method"] == ""
+    assert j.calls == [2]  # one batched call
+    # no continuation for a judge that is not marked force_format
+    j.force_format = False
+    assert rate_all(j, [("s", "good")])[0]["method"] == ""
+
+
+def test_verdict_all_forced():
+    j = ForceFake(lambda u: "Both are similar." if "x" in u else "[[B]]",
+                  lambda u, p: "C]]")
+    out = verdict_all(j, [("s", "x"), ("s", "y")])
+    assert [o["verdict"] for o in out] == ["tie", "B"]
+    assert [o["method"] for o in out] == ["forced", "strict"]
+
+
+def test_judge_prompt_name():
+    assert judge_prompt_name("single", "writing", 1, False) == "single-v1"
+    assert judge_prompt_name("single", "math", 1, True) == "single-math-v1"
+    assert judge_prompt_name("single", "math", 2, True) == "single-math-v1-multi-turn"
+    assert judge_prompt_name("single", "math", 2, False) == "single-v1-multi-turn"
+    assert judge_prompt_name("pair", "coding", 2, True) == "pair-math-v1-multi-turn"
+    assert judge_prompt_name("pair", "stem", 1, True) == "pair-v2"
+    with pytest.raises(ValueError, match="single|pair"):
+        judge_prompt_name("triple", "x", 1, False)
+
+
+def test_mtbench_answers_batch_second_turn_sees_first_answer():
+    seen = []
+
+    def gen_many(convs):
+        seen.append([len(c) for c in convs])
+        return [f"A{len(c)}:{c[-1]['content']}" for c in convs]
+    qs = [{"question_id": 1, "category": "writing", "turns": ["w1", "w2"]},
+          {"question_id": 2, "category": "math", "turns": ["m1", "m2"], "reference": ["4", "8"]},
+          {"question_id": 3, "category": "stem", "turns": ["s1"]}]
+    ans = mtbench_answers_batch(gen_many, qs)
+    assert seen == [[1, 1, 1], [3, 3]]  # turn 1 for all, then turn 2 with the history
+    assert ans[0]["answers"] == ["A1:w1", "A3:w2"]
+    assert ans[2]["answers"] == ["A1:s1"] and "reference" not in ans[0]
+    assert ans[1]["reference"] == ["4", "8"]
+    with pytest.raises(ValueError, match="returned"):
+        mtbench_answers_batch(lambda c: [], qs)
+
+
+def test_mtbench_score_two_turns_prompts_and_references():
+    def rate(u):
+        name = u.split()[0][5:]
+        if name.startswith("single-math"):
+            assert "ref_answer_1=<4>" in u
+        if name.endswith("multi-turn"):
+            assert "answer_1=<a1>" in u and "question_2=<q2>" in u
+            return "[[4]]"
+        return "Rating: [[8]]"
+    ans = [{"question_id": 1, "category": "writing", "turns": ["q1", "q2"], "answers": ["a1", "a2"]},
+           {"question_id": 2, "category": "math", "turns": ["q1", "q2"], "answers": ["a1", "a2"],
+            "reference": ["4", "8"]},
+           {"question_id": 99999, "category": "coding", "turns": ["q1", "q2"],
+            "answers": ["a1", "a2"]}]  # a reference category with no reference anywhere
+    s = mtbench_score(ForceFake(rate, lambda u, p: ""), ans, judge_prompts=JP2)
+    assert s["turn1"] == 8.0 and s["turn2"] == 4.0 and s["score"] == 6.0
+    assert s["n"] == 6 and s["n_unparsed"] == 0 and s["n_no_reference"] == 2
+    prompts = [r["prompt"] for r in s["ratings"]]
+    assert prompts == ["single-v1", "single-v1-multi-turn", "single-math-v1",
+                       "single-math-v1-multi-turn", "single-v1", "single-v1-multi-turn"]
+    one = mtbench_score(ForceFake(rate, lambda u, p: ""), ans[:1], judge_prompts=JP2, turns=(1,))
+    assert one["n"] == 1 and one["score"] == 8.0 and math.isnan(one["turn2"])
+
+
+def test_mtbench_score_unparsed_never_imputed():
+    ans = [{"question_id": 1, "category": "writing", "turns": ["q1", "q2"], "answers": ["a", "b"]}]
+    s = mtbench_score(ForceFake(lambda u: "no number here", lambda u, p: "?"), ans,
+                      judge_prompts=JP2)
+    assert s["n_unparsed"] == 2 and math.isnan(s["score"]) and math.isnan(s["turn1"])
+
+
+def test_mtbench_pairwise_per_turn_and_swap():
+    def verdict(u):  # prefers the side whose turn-1 or turn-2 answer contains "good"
+        if "answer_a_1" in u:
+            a = u.split("answer_a_2=<")[1].split(">")[0]
+            return "[[A]]" if "good" in a else "[[B]]"
+        a = u.split("answer_a=<")[1].split(">")[0]
+        return "[[A]]" if "good" in a else "[[B]]"
+    model = [{"question_id": 1, "category": "writing", "turns": ["q1", "q2"],
+              "answers": ["good1", "bad2"]}]
+    base = [{"question_id": 1, "category": "writing", "turns": ["q1", "q2"],
+             "answers": ["bad1", "good2"]}]
+    r = mtbench_pairwise(ForceFake(verdict, lambda u, p: ""), model, base, judge_prompts=JP2)
+    assert r["turn1"] == 1.0 and r["turn2"] == 0.0 and r["win_rate"] == 0.5
+    assert r["n_judgments"] == 4 and r["win"] == 2 and r["loss"] == 2
+    with pytest.raises(ValueError, match="same order"):
+        mtbench_pairwise(ForceFake(verdict, None), model, [{**base[0], "question_id": 2}],
+                         judge_prompts=JP2)
+
+
+def test_hf_judge_batched_and_forced_on_tiny_model():
+    from workbench.common import load_causal_lm
+    m, t = load_causal_lm("tiny:llama")
+    j = HFJudge("tiny", max_new_tokens=3, model=m, tokenizer=t, batch_size=2)
+    outs = j.complete_many([("sys", "rate this"), ("", "and this longer one please"), ("s", "x")])
+    assert len(outs) == 3 and all(isinstance(o, str) for o in outs)
+    assert len(j.continue_many([("s", "u", "prefix [[")], max_new_tokens=2)) == 1
+    res = rate_all(j, [("s", "rate this")])
+    assert res[0]["method"] in ("", "strict", "bracket", "loose", "forced")
+    assert math.isnan(res[0]["rating"]) == (res[0]["method"] == "")

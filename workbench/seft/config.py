@@ -20,7 +20,8 @@ class SEFTConfig(RunConfig):
     reviser_base: str = _f("smollm2-135m-instruct", "base model the reviser is SFT-trained from")
     pref_data: str = _f("hh_rlhf", "preference data: hh_rlhf (offline) or a chosen/rejected jsonl")
     pref_size: int = _f(64, "preference pairs used for the reviser and the baselines")
-    prompt_source: str = _f("hh_rlhf", "unlabelled prompt pool: hh_rlhf | sharegpt")
+    prompt_source: str = _f("hh_rlhf", "unlabelled prompt pool: hh_rlhf | sharegpt | a file "
+                            "(.txt one prompt a line, or .jsonl with a 'prompt' field)")
     prompts_per_round: int = _f(32, "fresh prompts per evolution round (UNVERIFIED)")
     rounds: int = _f(1, "self-evolution rounds R (UNVERIFIED)")
     evolution: str = _f("internal", "internal (policy's own responses) | external (UNVERIFIED)")
@@ -33,14 +34,21 @@ class SEFTConfig(RunConfig):
     epochs: float = _f(1.0, "epochs per training stage")
     max_steps: int = _f(-1, "cap on optimizer steps per stage (-1 = epochs)")
     batch_size: int = _f(4, "per-device batch size")
+    bf16: bool = _f(False, "bf16 mixed precision in training (TRL's default is on; off = fp32)")
+    gradient_checkpointing: bool = _f(False, "recompute activations (TRL's default is on; off is "
+                                      "faster when memory allows)")
     max_length: int = _f(384, "max tokens per training example")
     max_new_tokens: int = _f(96, "policy sampling length")
     reviser_max_new_tokens: int = _f(160, "reviser generation length")
     eval_prompts: int = _f(8, "held-out prompts for the pairwise win rate vs SFT")
-    mtbench_limit: int = _f(4, "MT-Bench questions graded (first turn, single-answer)")
+    mtbench_limit: int = _f(4, "MT-Bench questions (both turns), taken round-robin over the 8 "
+                            "categories (8 = one per category)")
+    mtbench_pairwise: bool = _f(False, "also judge MT-Bench pairwise (both turns) vs SFT")
     judge: str = _f("auto", "auto | hf | openai (env WORKBENCH_JUDGE_*)")
     judge_model: str | None = _f(None, "judge model; None = qwen2.5-coder-0.5b-instruct (weak)")
-    judge_max_new_tokens: int = _f(128, "local judge generation length")
+    judge_max_new_tokens: int = _f(128, "local judge generation length (explanation; a rating "
+                                   "cut off by it is read by forced continuation, counted)")
+    judge_batch_size: int = _f(4, "local judge batch size")
     baselines: tuple[str, ...] = _f(("sft", "dpo", "orpo"), "baselines to train")
 
     def __post_init__(self) -> None:
@@ -49,5 +57,7 @@ class SEFTConfig(RunConfig):
             raise ValueError(f"evolution must be internal|external, got {self.evolution!r}")
         if self.evolution == "external" and not self.external_model:
             raise ValueError("external evolution needs external_model")
+        if self.mtbench_limit < 0 or self.eval_prompts < 1:
+            raise ValueError("mtbench_limit must be >= 0 and eval_prompts >= 1")
         if self.rounds < 1 or self.prompts_per_round < 1:
             raise ValueError("rounds and prompts_per_round must be >= 1")

@@ -1,21 +1,58 @@
-"""run_seft(cfg): reviser training, self-evolution rounds, SFT/DPO/ORPO baselines, judged table."""
+"""run_seft(cfg): reviser training, SFT/DPO/ORPO baselines, self-evolution rounds, judged table.
+
+Stages and what each leaves in the run folder (a killed run restarts from the last finished one):
+
+- ``checkpoints/reviser_final/``           reviser (merged), ``stage.json`` written last = done;
+- ``checkpoints/{sft,dpo,orpo}_final/``    each baseline, same marker;
+- ``artifacts/round{r}_data.json``         the round's sampled + revised data (written before the
+                                           policy is trained on it; a resumed round reuses it);
+- ``checkpoints/round{r}_final/``          the policy after round r, same marker;
+- ``artifacts/answers/<model>.json``       eval + MT-Bench two-turn answers per model;
+- ``artifacts/judgments/<model>.json``     the judge's grades per model;
+- ``metrics.json``                         written last (the run is complete).
+
+Every stage starts from ``seed_everything(seed + stage offset)``, so a resumed run samples and
+trains exactly as an uninterrupted one would. Models are saved, freed, and reloaded one at a time
+for evaluation (only the policy and the reviser coexist, during a round); each round starts from
+the previous round's saved checkpoint, so an uninterrupted and a resumed run take the same path.
+"""
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
+import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from workbench.common import RunDir, load_causal_lm, seed_everything, track
-from workbench.eval.chat import WEAK_JUDGE_NOTE, is_weak, make_judge, mtbench_score, win_rate
+from workbench.common.io import read_json, write_json
+from workbench.eval.chat import (
+    WEAK_JUDGE_NOTE,
+    is_weak,
+    make_judge,
+    mtbench_answers_batch,
+    mtbench_pairwise,
+    mtbench_score,
+    win_rate,
+)
 from workbench.seft.config import SEFTConfig
 from workbench.seft.reviser_data import build_reviser_examples
-from workbench.seft.training import evolution_round, generate_chat, train_preference, train_sft
+from workbench.seft.training import (
+    generate_chat,
+    sample_and_revise,
+    train_on_revised,
+    train_preference,
+    train_sft,
+)
 
 log = logging.getLogger(__name__)
+
+STAGE_FILE = "stage.json"
 
 
 @dataclass
@@ -26,6 +63,28 @@ class SEFTResult:
 
 def _hh_user(prompt: str) -> str:
     return prompt.split("Human:", 1)[-1].rsplit("Assistant:", 1)[0].strip()
+
+
+def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
+    """JSON lines of ``what`` (pref_data / prompt_source); a bad line -> ValueError naming both."""
+    from workbench.data.mtbench import _read_jsonl as read_lines
+    try:
+        rows = read_lines(path)
+    except ValueError as e:
+        raise ValueError(f"{what} {e}") from None
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict):
+            raise ValueError(f"{what} {path.name}: record {i} is not a JSON object")
+    return rows
+
+
+def _normalize_pref(row: dict[str, Any]) -> dict[str, Any]:
+    """Accept prompt + chosen/rejected or prompt + chosen_response/rejected_response."""
+    out = dict(row)
+    for k in ("chosen", "rejected"):
+        if out.get(f"{k}_response") is None and isinstance(out.get(k), str):
+            out[f"{k}_response"] = out[k]
+    return out
 
 
 def _pref_rows(cfg: SEFTConfig) -> list[dict[str, Any]]:
@@ -40,23 +99,34 @@ def _pref_rows(cfg: SEFTConfig) -> list[dict[str, Any]]:
             if len(out) >= cfg.pref_size * 2:
                 break
         return out
-    import json
-    rows = [json.loads(line) for line in Path(cfg.pref_data).read_text().splitlines() if line.strip()]
-    return rows
+    path = Path(cfg.pref_data)
+    if not path.is_file():
+        raise ValueError(f"pref_data {cfg.pref_data!r}: not 'hh_rlhf' and not a file")
+    return [_normalize_pref(r) for r in _read_jsonl(path, "pref_data")]
 
 
-def _prompt_pool(cfg: SEFTConfig, exclude: set[str], n: int) -> list[str]:
+def _prompt_candidates(cfg: SEFTConfig, n: int) -> list[str]:
     if cfg.prompt_source == "sharegpt":
         from workbench.data import load_sharegpt
         ds = load_sharegpt(limit=n * 4 + 16)
-        cand = [m[0]["content"] for m in ds["messages"] if m and m[0]["role"] == "user"]
-    else:
+        return [m[0]["content"] for m in ds["messages"] if m and m[0]["role"] == "user"]
+    if cfg.prompt_source == "hh_rlhf":
         from workbench.data import load_hh_rlhf
         ds = load_hh_rlhf()
-        cand = [_hh_user(ds[i]["prompt"]) for i in range(len(ds) - 1, -1, -1)
+        return [_hh_user(ds[i]["prompt"]) for i in range(len(ds) - 1, -1, -1)
                 if ds[i]["prompt"].count("Human:") == 1][: n * 4 + 64]
+    path = Path(cfg.prompt_source)
+    if not path.is_file():
+        raise ValueError(f"prompt_source {cfg.prompt_source!r}: not hh_rlhf|sharegpt and not a file")
+    if path.suffix == ".jsonl":
+        return [str(r.get("prompt") or "") for r in _read_jsonl(path, "prompt_source")]
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def _prompt_pool(cfg: SEFTConfig, exclude: set[str], n: int) -> list[str]:
+    """Up to ``n`` distinct non-empty prompts (< 1500 chars) not in ``exclude``."""
     out, seen = [], set(exclude)
-    for p in cand:
+    for p in _prompt_candidates(cfg, n):
         p = p.strip()
         if p and p not in seen and len(p) < 1500:
             seen.add(p)
@@ -66,106 +136,269 @@ def _prompt_pool(cfg: SEFTConfig, exclude: set[str], n: int) -> list[str]:
     return out
 
 
+def mtbench_subset(questions: list[dict[str, Any]], n: int) -> list[dict[str, Any]]:
+    """``n`` MT-Bench questions round-robin over categories (first of each category, then the
+    second, ...), so small ``n`` still covers writing .. humanities."""
+    by_cat: dict[str, list[dict[str, Any]]] = {}
+    for q in questions:
+        by_cat.setdefault(q["category"], []).append(q)
+    out: list[dict[str, Any]] = []
+    depth = 0
+    while len(out) < n and any(depth < len(v) for v in by_cat.values()):
+        out += [v[depth] for v in by_cat.values() if depth < len(v)]
+        depth += 1
+    return out[:n]
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+
+
+def _done(folder: Path) -> dict[str, Any] | None:
+    f = folder / STAGE_FILE
+    return read_json(f) if f.exists() else None
+
+
+def _save_stage(model, tok, folder: Path, info: dict[str, Any]) -> None:
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    write_json(folder / STAGE_FILE, info)  # last: marks the stage finished
+
+
+def _gc() -> None:
+    gc.collect()
+
+
+def _nan_to_none(v: Any) -> Any:
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _nan_to_none(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_nan_to_none(x) for x in v]
+    return v
+
+
 def run_seft(cfg: SEFTConfig) -> SEFTResult:
+    """The whole SEFT experiment; resumes from the last finished stage of the same run folder."""
     t0 = time.time()
-    seed_everything(cfg.seed)
     run = RunDir.create(cfg, kind="seft")
     ck = run.checkpoints
     tr_kw = dict(lora=cfg.lora, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                 max_steps=cfg.max_steps, seed=cfg.seed, max_length=cfg.max_length)
+                 max_steps=cfg.max_steps, seed=cfg.seed, max_length=cfg.max_length,
+                 bf16=cfg.bf16, gradient_checkpointing=cfg.gradient_checkpointing)
+    warnings: list[str] = []
 
     # --- data -------------------------------------------------------------------------------
     raw = _pref_rows(cfg)
-    examples, dstats = build_reviser_examples(raw, include_keep=cfg.include_keep)
-    used = [r for i, r in enumerate(raw) if i not in set(dstats.skipped_rows)][: cfg.pref_size]
+    _, all_stats = build_reviser_examples(raw, include_keep=cfg.include_keep)
+    skipped = set(all_stats.skipped_rows)
+    used = [r for i, r in enumerate(raw) if i not in skipped][: cfg.pref_size]
+    if not used:
+        raise ValueError(f"pref_data {cfg.pref_data!r}: no usable preference rows "
+                         f"({all_stats.skipped_missing} missing a field, "
+                         f"{all_stats.skipped_identical} with identical chosen/rejected)")
     examples, dstats = build_reviser_examples(used, include_keep=cfg.include_keep)
-    run.write_artifact_json("reviser_data_stats.json", dstats.as_dict())
+    data_info = {**dstats.as_dict(), "rows_read": all_stats.n_input,
+                 "rows_skipped_missing": all_stats.skipped_missing,
+                 "rows_skipped_identical": all_stats.skipped_identical}
+    if all_stats.skipped_missing or all_stats.skipped_identical:
+        warnings.append(f"preference data: skipped {all_stats.skipped_missing} rows missing a "
+                        f"field and {all_stats.skipped_identical} with identical chosen/rejected")
+    run.write_artifact_json("reviser_data_stats.json", data_info)
     n_pool = cfg.rounds * cfg.prompts_per_round + cfg.eval_prompts
     pool = _prompt_pool(cfg, {r["prompt"].strip() for r in used}, n_pool)
     if len(pool) < n_pool:
-        raise ValueError(f"prompt pool has {len(pool)} prompts, need {n_pool} "
-                         "(rounds * prompts_per_round + eval_prompts)")
+        raise ValueError(f"prompt_source {cfg.prompt_source!r}: the prompt pool has {len(pool)} "
+                         f"usable prompts, need {n_pool} (rounds * prompts_per_round + "
+                         "eval_prompts)")
     eval_prompts, pool = pool[: cfg.eval_prompts], pool[cfg.eval_prompts:]
+    stage_seconds: dict[str, float] = {}
 
     # --- reviser ------------------------------------------------------------------------------
-    rev, rtok = load_causal_lm(cfg.reviser_base)
-    rev, rloss = train_sft(rev, rtok, [e["messages"] for e in examples], ck / "reviser",
-                           lr=cfg.lr, stage="reviser", **tr_kw)
-    rev.save_pretrained(ck / "reviser_final")
-    rtok.save_pretrained(ck / "reviser_final")
+    rdir = ck / "reviser_final"
+    info = _done(rdir)
+    if info is None:
+        ts = time.time()
+        seed_everything(cfg.seed)
+        rev, rtok = load_causal_lm(cfg.reviser_base)
+        rev, rloss = train_sft(rev, rtok, [e["messages"] for e in examples], ck / "reviser",
+                               lr=cfg.lr, stage="reviser", **tr_kw)
+        info = {"loss": rloss, "seconds": time.time() - ts}
+        _save_stage(rev, rtok, rdir, info)
+        del rev, rtok
+        _gc()
+    else:
+        log.info("resume: reviser already trained (%s)", rdir)
+    rloss = info["loss"]
+    stage_seconds["reviser"] = info["seconds"]
 
     # --- baselines ----------------------------------------------------------------------------
-    models: dict[str, Any] = {}
-    ptok = None
-    for b in track(cfg.baselines, desc="baselines"):
-        m, ptok = load_causal_lm(cfg.policy)
-        if b == "sft":
-            msgs = [[{"role": "user", "content": r["prompt"]},
-                     {"role": "assistant", "content": r["chosen_response"]}] for r in used]
-            m, loss = train_sft(m, ptok, msgs, ck / "sft", lr=cfg.lr, stage="sft", **tr_kw)
+    model_dirs: dict[str, Path] = {}
+    baseline_loss: dict[str, float] = {}
+    for k, b in enumerate(track(cfg.baselines, desc="baselines"), 1):
+        bdir = ck / f"{b}_final"
+        info = _done(bdir)
+        if info is None:
+            ts = time.time()
+            seed_everything(cfg.seed + 100 * k)
+            m, ptok = load_causal_lm(cfg.policy)
+            if b == "sft":
+                msgs = [[{"role": "user", "content": r["prompt"]},
+                         {"role": "assistant", "content": r["chosen_response"]}] for r in used]
+                m, loss = train_sft(m, ptok, msgs, ck / "sft", lr=cfg.lr, stage="sft", **tr_kw)
+            else:
+                m, loss = train_preference(b, m, ptok, used, ck / b, lr=cfg.pref_lr,
+                                           beta=cfg.beta, **tr_kw)
+            info = {"loss": loss, "seconds": time.time() - ts}
+            _save_stage(m, ptok, bdir, info)
+            del m
+            _gc()
         else:
-            m, loss = train_preference(b, m, ptok, used, ck / b, lr=cfg.pref_lr, beta=cfg.beta,
-                                       **tr_kw)
-        models[b.upper()] = m
+            log.info("resume: baseline %s already trained", b)
+        baseline_loss[b] = info["loss"]
+        stage_seconds[b] = info["seconds"]
+        model_dirs[b.upper()] = bdir
 
     # --- self-evolution -----------------------------------------------------------------------
-    policy, ptok = load_causal_lm(cfg.policy)
-    ext = load_causal_lm(cfg.external_model) if cfg.evolution == "external" else None
     rounds: list[dict[str, Any]] = []
+    policy = ptok = rev = rtok = ext = None
+    prev_dir: Path | None = None
     for r in track(range(1, cfg.rounds + 1), desc="SEFT rounds"):
-        tr = time.time()
-        prompts = pool[(r - 1) * cfg.prompts_per_round: r * cfg.prompts_per_round]
-        ext_resp = (generate_chat(ext[0], ext[1], prompts, max_new_tokens=cfg.max_new_tokens)
-                    if ext else None)
-        policy, stats, rows = evolution_round(
-            policy, ptok, rev, rtok, prompts, ck / f"round{r}", external_responses=ext_resp,
-            lr=cfg.lr, max_new_tokens=cfg.max_new_tokens,
-            reviser_max_new_tokens=cfg.reviser_max_new_tokens, **tr_kw)
-        stats.update(round=r, seconds=time.time() - tr, evolution=cfg.evolution)
-        run.write_artifact_json(f"round{r}_data.json", rows)
-        run.write_artifact_json(f"round{r}_stats.json", stats)
-        rounds.append(stats)
-        models[f"SEFT round {r}"] = policy
-        if r < cfg.rounds:  # keep a snapshot of this round's policy for the table
-            import copy
-            models[f"SEFT round {r}"] = copy.deepcopy(policy)
+        fdir = ck / f"round{r}_final"
+        info = _done(fdir)
+        if info is None:
+            ts = time.time()
+            if policy is None:
+                policy, ptok = load_causal_lm(str(prev_dir) if prev_dir else cfg.policy)
+            if rev is None:
+                rev, rtok = load_causal_lm(str(rdir))
+            data_f = run.artifacts / f"round{r}_data.json"
+            reused = data_f.exists()
+            if reused:  # killed after revising: train on the same data
+                saved = read_json(data_f)
+                rows, stats = saved["rows"], saved["stats"]
+                log.info("resume: round %d data reused (%d rows)", r, len(rows))
+            else:
+                seed_everything(cfg.seed + 1000 * r)
+                prompts = pool[(r - 1) * cfg.prompts_per_round: r * cfg.prompts_per_round]
+                ext_resp = None
+                if cfg.evolution == "external":
+                    if ext is None:
+                        ext = load_causal_lm(cfg.external_model)
+                    ext_resp = generate_chat(ext[0], ext[1], prompts,
+                                             max_new_tokens=cfg.max_new_tokens)
+                rows, stats = sample_and_revise(
+                    policy, ptok, rev, rtok, prompts, external_responses=ext_resp,
+                    max_new_tokens=cfg.max_new_tokens,
+                    reviser_max_new_tokens=cfg.reviser_max_new_tokens)
+                stats["seconds_sample_revise"] = time.time() - ts
+                write_json(data_f, {"round": r, "stats": stats, "rows": rows})
+            seed_everything(cfg.seed + 1000 * r + 1)
+            policy, loss = train_on_revised(policy, ptok, rows, ck / f"round{r}", lr=cfg.lr,
+                                            **tr_kw)
+            # a resumed round counts its earlier sampling/revising time too
+            info = {**stats, "train_loss": loss, "round": r, "evolution": cfg.evolution,
+                    "seconds": time.time() - ts + (stats["seconds_sample_revise"] if reused
+                                                   else 0.0)}
+            _save_stage(policy, ptok, fdir, info)
+        else:
+            log.info("resume: round %d already finished", r)
+        # the next round reloads the policy from fdir, whether this run trained it or a killed
+        # one did: both paths then start from the same saved weights (exact resume)
+        policy = None
+        _gc()
+        run.write_artifact_json(f"round{r}_stats.json", info)
+        rounds.append(info)
+        stage_seconds[f"round{r}"] = info["seconds"]
+        model_dirs[f"SEFT round {r}"] = fdir
+        prev_dir = fdir
+        if info.get("never_revised"):
+            warnings.append(f"round {r}: the reviser revised none of {info['n']} responses "
+                            f"({info['n_malformed']} malformed outputs): the policy was trained "
+                            "on its own responses")
+    policy = rev = ext = None
+    _gc()
 
-    # --- evaluation ---------------------------------------------------------------------------
-    judge = make_judge(cfg.judge, cfg.judge_model, **(
-        {"max_new_tokens": cfg.judge_max_new_tokens} if cfg.judge != "openai" and not (
-            cfg.judge == "auto" and __import__("os").environ.get("WORKBENCH_JUDGE_BASE_URL"))
-        else {}))
+    # --- answers: one model in memory at a time -------------------------------------------------
     from workbench.data import load_judge_prompts, load_mtbench_questions
     jp = load_judge_prompts()
-    qs = load_mtbench_questions()
-    qs = [qs[i] for i in range(min(len(qs), cfg.mtbench_limit))]
-    mt_q = [q["turns"][0] for q in qs]
-    answers = {name: generate_chat(m, ptok, eval_prompts + mt_q, max_new_tokens=cfg.max_new_tokens,
-                                   do_sample=False) for name, m in models.items()}
+    qs_all = load_mtbench_questions()
+    qs = mtbench_subset([qs_all[i] for i in range(len(qs_all))], cfg.mtbench_limit)
+    adir = run.artifacts / "answers"
+    adir.mkdir(exist_ok=True)
+    answers: dict[str, dict[str, Any]] = {}
+    gen = dict(max_new_tokens=cfg.max_new_tokens, do_sample=False)
+    for name in track(list(model_dirs), desc="answers"):
+        f = adir / f"{_slug(name)}.json"
+        if not f.exists():
+            m, tok = load_causal_lm(str(model_dirs[name]))
+            ev = generate_chat(m, tok, eval_prompts, **gen)
+            mt = mtbench_answers_batch(lambda convs, m=m, tok=tok: generate_chat(m, tok, convs,
+                                                                                 **gen), qs)
+            write_json(f, {"model": name, "eval_prompts": eval_prompts, "eval": ev,
+                           "mtbench": mt})
+            del m, tok
+            _gc()
+        answers[name] = read_json(f)
+
+    # --- judging ------------------------------------------------------------------------------
+    local = cfg.judge == "hf" or (cfg.judge == "auto"
+                                  and not os.environ.get("WORKBENCH_JUDGE_BASE_URL"))
+    judge = make_judge(cfg.judge, cfg.judge_model, **(
+        {"max_new_tokens": cfg.judge_max_new_tokens, "batch_size": cfg.judge_batch_size}
+        if local else {}))
+    jdir = run.artifacts / "judgments"
+    jdir.mkdir(exist_ok=True)
     table = []
-    for name in track(list(models), desc="judging"):
-        ans = answers[name]
-        mt = mtbench_score(judge, [{"turns": [q], "answers": [a]} for q, a in
-                                   zip(mt_q, ans[len(eval_prompts):], strict=True)],
-                           judge_prompts=jp)
-        if name == "SFT" or "SFT" not in answers:
-            wr = {"win_rate": 0.5 if name == "SFT" else float("nan")}
-        else:
-            wr = win_rate(judge, eval_prompts, ans[: len(eval_prompts)],
-                          answers["SFT"][: len(eval_prompts)], judge_prompts=jp)
-        table.append({"model": name, "judge_score": mt["score"], "win_rate_vs_sft": wr["win_rate"],
-                      "n_unparsed": mt["n_unparsed"]})
-    run.write_artifact_json("answers.json", {"eval_prompts": eval_prompts, "mtbench": mt_q,
-                                             "answers": answers})
-    never = [s["round"] for s in rounds if s["never_revised"]]
+    for name in track(list(model_dirs), desc="judging"):
+        f = jdir / f"{_slug(name)}.json"
+        if not f.exists():
+            ans = answers[name]
+            mt = mtbench_score(judge, ans["mtbench"], judge_prompts=jp) if qs else {}
+            out: dict[str, Any] = {"mtbench": mt}
+            if name != "SFT" and "SFT" in answers:
+                out["win_rate"] = win_rate(judge, eval_prompts, ans["eval"],
+                                           answers["SFT"]["eval"], judge_prompts=jp)
+                if cfg.mtbench_pairwise and qs:
+                    out["mtbench_pairwise"] = mtbench_pairwise(
+                        judge, ans["mtbench"], answers["SFT"]["mtbench"], judge_prompts=jp)
+            write_json(f, _nan_to_none(out))
+        j = read_json(f)
+        mt = j.get("mtbench") or {}
+        wr = j.get("win_rate")
+        row = {"model": name,
+               "mtbench_turn1": mt.get("turn1"), "mtbench_turn2": mt.get("turn2"),
+               "judge_score": mt.get("score"),
+               "win_rate_vs_sft": (0.5 if name == "SFT" else None) if wr is None
+               else wr["win_rate"],
+               "n_ratings": mt.get("n", 0), "n_unparsed": mt.get("n_unparsed", 0),
+               "n_forced": mt.get("n_forced", 0) + (wr or {}).get("n_forced", 0),
+               "n_pair_errors": (wr or {}).get("error", 0)}
+        if cfg.mtbench_pairwise:
+            pw = j.get("mtbench_pairwise")
+            row["mtbench_win_rate_vs_sft"] = (0.5 if name == "SFT" else None) if pw is None \
+                else pw["win_rate"]
+        table.append(row)
+    n_unparsed = sum(r["n_unparsed"] for r in table)
+    if n_unparsed:
+        warnings.append(f"judge: {n_unparsed} of {sum(r['n_ratings'] for r in table)} MT-Bench "
+                        "ratings unparseable (excluded from the means, not imputed)")
+
+    never = [s["round"] for s in rounds if s.get("never_revised")]
     metrics = {
         "table": table, "rounds": rounds, "reviser_train_loss": rloss,
-        "reviser_data": dstats.as_dict(), "judge": judge.name,
-        "judge_note": WEAK_JUDGE_NOTE if is_weak(judge) else "",
-        "never_revised_rounds": never, "seconds": time.time() - t0,
-        "seconds_per_round": (sum(s["seconds"] for s in rounds) / len(rounds)),
+        "baseline_train_loss": baseline_loss, "reviser_data": data_info,
+        "judge": judge.name, "judge_note": WEAK_JUDGE_NOTE if is_weak(judge) else "",
+        "mtbench_questions": [q["question_id"] for q in qs],
+        "n_eval_prompts": len(eval_prompts),
+        "never_revised_rounds": never, "warnings": warnings,
+        "stage_seconds": stage_seconds,
+        "seconds_per_round": sum(s["seconds"] for s in rounds) / len(rounds),
+        "seconds_this_invocation": time.time() - t0,
     }
-    metrics = {k: (None if isinstance(v, float) and math.isnan(v) else v)
-               for k, v in metrics.items()}
+    for w in warnings:
+        log.warning("%s", w)
+    metrics = _nan_to_none(metrics)
     run.finish(metrics)
     return SEFTResult(run.path, metrics)

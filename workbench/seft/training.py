@@ -25,11 +25,15 @@ log = logging.getLogger(__name__)
 
 
 def _common_args(out_dir: Path, *, lr: float, epochs: float, batch_size: int, max_steps: int,
-                 seed: int, max_length: int) -> dict[str, Any]:
+                 seed: int, max_length: int, bf16: bool = False,
+                 gradient_checkpointing: bool = False) -> dict[str, Any]:
+    """TrainingArguments shared by all stages. TRL 1.x turns bf16 and gradient checkpointing on
+    by default; both are explicit here (off: fp32 and no recompute, the faster choice on CPU)."""
     return dict(output_dir=str(out_dir), learning_rate=lr, num_train_epochs=epochs,
                 per_device_train_batch_size=batch_size, max_steps=max_steps, seed=seed,
                 max_length=max_length, logging_steps=1, save_strategy="no", report_to=[],
-                use_cpu=not torch.cuda.is_available(), disable_tqdm=True)
+                use_cpu=not torch.cuda.is_available(), disable_tqdm=True, bf16=bf16,
+                gradient_checkpointing=gradient_checkpointing)
 
 
 def _lora_config(lora: bool, r: int = 8):
@@ -56,13 +60,15 @@ def _merge(model):
 
 def train_sft(model, tokenizer, messages: list[list[dict[str, str]]], out_dir: Path, *,
               lora: bool = False, lr: float = 2e-5, epochs: float = 1.0, batch_size: int = 4,
-              max_steps: int = -1, seed: int = 0, max_length: int = 512, stage: str = "sft"):
+              max_steps: int = -1, seed: int = 0, max_length: int = 512, stage: str = "sft",
+              bf16: bool = False, gradient_checkpointing: bool = False):
     """SFT (assistant-only loss on the conversation's completion) with TRL's SFTTrainer.
     Returns (model with LoRA merged, final loss)."""
     from trl import SFTConfig, SFTTrainer
     ds = Dataset.from_list([{"prompt": m[:-1], "completion": m[-1:]} for m in messages])
     args = SFTConfig(**_common_args(out_dir, lr=lr, epochs=epochs, batch_size=batch_size,
-                                    max_steps=max_steps, seed=seed, max_length=max_length))
+                                    max_steps=max_steps, seed=seed, max_length=max_length,
+                                    bf16=bf16, gradient_checkpointing=gradient_checkpointing))
     tr = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tokenizer,
                     peft_config=_lora_config(lora))
     tr.train()
@@ -73,10 +79,12 @@ def train_sft(model, tokenizer, messages: list[list[dict[str, str]]], out_dir: P
 def train_preference(kind: str, model, tokenizer, rows: list[dict[str, str]], out_dir: Path, *,
                      lora: bool = False, lr: float = 5e-6, beta: float = 0.1, epochs: float = 1.0,
                      batch_size: int = 4, max_steps: int = -1, seed: int = 0,
-                     max_length: int = 512):
+                     max_length: int = 512, bf16: bool = False,
+                     gradient_checkpointing: bool = False):
     """DPO (sigmoid, β) or ORPO (λ=β) on rows with prompt/chosen/rejected (conversational)."""
     common = _common_args(out_dir, lr=lr, epochs=epochs, batch_size=batch_size,
-                          max_steps=max_steps, seed=seed, max_length=max_length)
+                          max_steps=max_steps, seed=seed, max_length=max_length, bf16=bf16,
+                          gradient_checkpointing=gradient_checkpointing)
     ds = Dataset.from_list([{
         "prompt": [{"role": "user", "content": r["prompt"]}],
         "chosen": [{"role": "assistant", "content": r["chosen_response"]}],
@@ -100,10 +108,12 @@ def train_preference(kind: str, model, tokenizer, rows: list[dict[str, str]], ou
 
 
 @torch.no_grad()
-def generate_chat(model, tokenizer, user_texts: list[str], *, max_new_tokens: int = 64,
-                  do_sample: bool = True, temperature: float = 0.7, top_p: float = 0.9,
-                  batch_size: int = 8) -> list[str]:
-    """Greedy/sampled single-turn chat generation (left padding)."""
+def generate_chat(model, tokenizer, user_texts: list[str] | list[list[dict[str, str]]], *,
+                  max_new_tokens: int = 64, do_sample: bool = True, temperature: float = 0.7,
+                  top_p: float = 0.9, batch_size: int = 8) -> list[str]:
+    """Greedy/sampled chat generation (left padding) through the model's chat template.
+    Each item is a user text (single turn) or a whole conversation (list of messages ending with
+    a user turn, e.g. MT-Bench's second turn after the model's own first answer)."""
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -112,8 +122,9 @@ def generate_chat(model, tokenizer, user_texts: list[str], *, max_new_tokens: in
     dev = next(model.parameters()).device
     for i in range(0, len(user_texts), batch_size):
         chunk = user_texts[i:i + batch_size]
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
-                                               add_generation_prompt=True) for t in chunk]
+        convs = [[{"role": "user", "content": t}] if isinstance(t, str) else list(t) for t in chunk]
+        texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+                 for c in convs]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
         kw = dict(do_sample=do_sample, max_new_tokens=max_new_tokens,
                   pad_token_id=tokenizer.pad_token_id)
@@ -133,13 +144,12 @@ def revise(reviser, tokenizer, prompts: list[str], responses: list[str], *,
     return [parse_reviser_output(t, r) for t, r in zip(raw, responses, strict=True)]
 
 
-def evolution_round(policy, policy_tok, reviser, reviser_tok, prompts: list[str], out_dir: Path, *,
-                    external_responses: list[str] | None = None, lora: bool = False,
-                    lr: float = 2e-5, epochs: float = 1.0, batch_size: int = 4,
-                    max_steps: int = -1, seed: int = 0, max_new_tokens: int = 64,
-                    reviser_max_new_tokens: int = 128, max_length: int = 512):
-    """One SEFT round: sample (internal) or take external responses, revise, SFT the policy.
-    Returns (new policy, stats, rows); rows are the round's (prompt, response, decision, revised)."""
+def sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts: list[str], *,
+                      external_responses: list[str] | None = None, max_new_tokens: int = 64,
+                      reviser_max_new_tokens: int = 128) -> tuple[list[dict[str, Any]], dict]:
+    """First half of a SEFT round: the policy's sampled responses (internal evolution) or the given
+    external ones, revised by the reviser. Returns (rows, stats); rows are the round's data
+    (prompt, response, decision, revised, malformed), stats from :func:`summarize_revisions`."""
     if not prompts:
         raise ValueError("SEFT round: the prompt pool is empty (no unlabelled prompts left)")
     if external_responses is not None:
@@ -156,10 +166,37 @@ def evolution_round(policy, policy_tok, reviser, reviser_tok, prompts: list[str]
                     stats["n"], stats["n_malformed"])
     rows = [{"prompt": p, "response": r, "decision": q.decision, "revised": q.response,
              "malformed": q.malformed} for p, r, q in zip(prompts, responses, parsed, strict=True)]
-    msgs = [[{"role": "user", "content": p}, {"role": "assistant", "content": q.response or "."}]
-            for p, q in zip(prompts, parsed, strict=True)]
-    policy, loss = train_sft(policy, policy_tok, msgs, out_dir, lora=lora, lr=lr, epochs=epochs,
-                             batch_size=batch_size, max_steps=max_steps, seed=seed,
-                             max_length=max_length, stage="seft-round")
+    return rows, stats
+
+
+def train_on_revised(policy, policy_tok, rows: list[dict[str, Any]], out_dir: Path, *,
+                     lora: bool = False, lr: float = 2e-5, epochs: float = 1.0,
+                     batch_size: int = 4, max_steps: int = -1, seed: int = 0,
+                     max_length: int = 512, bf16: bool = False,
+                     gradient_checkpointing: bool = False):
+    """Second half of a SEFT round: plain SFT of the policy on (prompt, revised response).
+    Returns (new policy, final loss)."""
+    msgs = [[{"role": "user", "content": r["prompt"]},
+             {"role": "assistant", "content": r["revised"] or "."}] for r in rows]
+    return train_sft(policy, policy_tok, msgs, out_dir, lora=lora, lr=lr, epochs=epochs,
+                     batch_size=batch_size, max_steps=max_steps, seed=seed,
+                     max_length=max_length, stage="seft-round", bf16=bf16,
+                     gradient_checkpointing=gradient_checkpointing)
+
+
+def evolution_round(policy, policy_tok, reviser, reviser_tok, prompts: list[str], out_dir: Path, *,
+                    external_responses: list[str] | None = None, lora: bool = False,
+                    lr: float = 2e-5, epochs: float = 1.0, batch_size: int = 4,
+                    max_steps: int = -1, seed: int = 0, max_new_tokens: int = 64,
+                    reviser_max_new_tokens: int = 128, max_length: int = 512):
+    """One SEFT round: sample (internal) or take external responses, revise, SFT the policy.
+    Returns (new policy, stats, rows); rows are the round's (prompt, response, decision, revised)."""
+    rows, stats = sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts,
+                                    external_responses=external_responses,
+                                    max_new_tokens=max_new_tokens,
+                                    reviser_max_new_tokens=reviser_max_new_tokens)
+    policy, loss = train_on_revised(policy, policy_tok, rows, out_dir, lora=lora, lr=lr,
+                                    epochs=epochs, batch_size=batch_size, max_steps=max_steps,
+                                    seed=seed, max_length=max_length)
     stats["train_loss"] = loss
     return policy, stats, rows

@@ -1,0 +1,16 @@
+from workbench.seft.run import _normalize_pref, mtbench_subset
+
+
+def test_mtbench_subset_round_robin_over_categories():
+    qs = [{"question_id": i, "category": c} for i, c in
+          enumerate(["w", "w", "w", "m", "m", "c"])]
+    assert [q["question_id"] for q in mtbench_subset(qs, 3)] == [0, 3, 5]
+    assert [q["question_id"] for q in mtbench_subset(qs, 5)] == [0, 3, 5, 1, 4]
+    assert len(mtbench_subset(qs, 100)) == 6 and mtbench_subset(qs, 0) == []
+
+
+def test_normalize_pref_accepts_both_key_styles():
+    r = _normalize_pref({"prompt": "p", "chosen": "c", "rejected": "r"})
+    assert (r["chosen_response"], r["rejected_response"]) == ("c", "r")
+    r = _normalize_pref({"prompt": "p", "chosen_response": "c2", "chosen": "x", "rejected": None})
+    assert r["chosen_response"] == "c2" and r.get("rejected_response") is None
