@@ -69,13 +69,15 @@ def test_topk_before_and_after_alignment(runs):
     from datasets import load_from_disk
 
     from workbench.common import load_tokenizer
+    from workbench.fusion.align import display_text, token_texts
     from workbench.fusion.represent import load_representations
 
     pivot = load_representations(res.run_dir / "artifacts" / "representations" / "tiny_llama")
     tok = load_tokenizer(SMOL)
-    own = [tok.convert_ids_to_tokens(i) for i in pivot[0]["topk_ids"][20]]
+    texts = token_texts(tok)
+    own = [display_text(texts.texts[i], visible_whitespace=True) for i in pivot[0]["topk_ids"][20]]
+    assert table["pivot own token"].tolist() == own
     assert table["pivot own logit"].tolist() == pytest.approx(pivot[0]["topk_logits"][20], abs=1e-3)
-    assert len(own) == 10
     aligned = load_from_disk(str(res.run_dir / "artifacts" / "aligned" / "tiny_qwen2" / "ms"))
     kept = [v for v in aligned[0]["topk_logits"][20] if v != float("-inf")]
     assert [v for v in table["source after (ms) logit"] if not math.isnan(v)] == \

@@ -97,5 +97,19 @@ def test_bad_config_is_a_one_line_error():
         FuseChatConfig.from_preset("smoke", compare_vocab_maps=("em",))
     with pytest.raises(ValueError, match="top_k must be >= 1"):
         FuseChatConfig.from_preset("smoke", top_k=0)
+    with pytest.raises(ValueError, match="pivot 'tiny:gemma3' tokenizer has no chat template"):
+        run_fusechat(FuseChatConfig.from_preset("smoke", pivot="tiny:gemma3",
+                                                sources=("tiny:llama",)), until="dialogues")
     with pytest.raises(ValueError, match="until='no_such_stage' is not a stage"):
         run_fusechat(FuseChatConfig.from_preset("smoke"), until="no_such_stage")
+
+
+def test_cli_align_text_and_bad_model(capsys):
+    from workbench.cli import main
+
+    assert main(["fusechat", "align-text", "--pivot", "smollm2-135m-instruct", "--source",
+                 "smollm2-135m-instruct", "Hello wörld"]) == 0
+    out = capsys.readouterr().out
+    assert "relation" in out and out.count("1→1") == 4  # Hello / ␣w / ör / ld, identity
+    assert main(["fusechat", "represent", "--preset", "smoke", "--model", "nope"]) == 2
+    assert "'nope' is not in the config" in capsys.readouterr().err

@@ -148,7 +148,8 @@ def _dataset(folder: str):
     return R.load_representations(p) if (p / R.META).exists() else load_from_disk(folder)
 
 
-def _rows(tok, ids, logits) -> list[tuple[str, float | None]]:
+def _rows(texts, ids, logits) -> list[tuple[str, float | None]]:
+    """(token, logit) per rank; `texts` is a `TokenTexts` (canonical token strings)."""
     from workbench.fusion.align import display_text
     from workbench.fusion.formats import PAD_ID
 
@@ -157,7 +158,7 @@ def _rows(tok, ids, logits) -> list[tuple[str, float | None]]:
         if i == PAD_ID:
             out.append(("", None))
         else:
-            text = display_text(tok.convert_ids_to_tokens(int(i)), visible_whitespace=True)
+            text = display_text(texts.texts[int(i)], visible_whitespace=True)
             out.append((text, None if v is None or math.isinf(v) else round(float(v), 3)))
     return out
 
@@ -191,9 +192,9 @@ def compare_topk(root: str | Path | None, rel: str | None, source: str | None, k
     _, _, groups = next(A.corpus_alignments([(p["input_ids"], s["input_ids"])], piv, src))
     group = groups[pos]
     before = (s["topk_ids"][group[-1]], s["topk_logits"][group[-1]]) if group else ([], [])
-    cols = {"pivot own": _rows(ptok, p["topk_ids"][pos], p["topk_logits"][pos]),
-            "source before": _rows(stok, *before),
-            f"source after ({kind})": _rows(ptok, a["topk_ids"][pos], a["topk_logits"][pos])}
+    cols = {"pivot own": _rows(piv, p["topk_ids"][pos], p["topk_logits"][pos]),
+            "source before": _rows(src, *before),
+            f"source after ({kind})": _rows(piv, a["topk_ids"][pos], a["topk_logits"][pos])}
     k = max(len(c) for c in cols.values())
     table = [{"rank": r + 1, **{f"{name} token": (c[r][0] if r < len(c) else "")
                                  for name, c in cols.items()},

@@ -86,11 +86,12 @@ class Stage:
 def stage_dialogues(ctx: FuseChatContext) -> dict[str, Any]:
     """Render the chat data once with the pivot's template and cut it to fit every tokenizer."""
     cfg = ctx.cfg
+    toks = [ctx.tokenizer(m) for m in cfg.models]
+    template = R.resolve_chat_template(toks[0], cfg.chat_template, name=f"pivot {cfg.pivot!r}")
     # over-read: some rows have no assistant turn; 4x + 16 is plenty for ShareGPT
     rows = R.load_chat_rows(cfg.data, limit=cfg.data_size * 4 + 16)
-    toks = [ctx.tokenizer(m) for m in cfg.models]
     dialogues = R.prepare_dialogues(rows, toks[0], toks, max_length=cfg.max_length,
-                                    limit=cfg.data_size, chat_template=cfg.chat_template)
+                                    limit=cfg.data_size, chat_template=template)
     if not dialogues:
         raise ValueError(f"data {cfg.data!r}: no dialogue with an assistant turn")
     if len(dialogues) < cfg.data_size:
@@ -103,16 +104,9 @@ def stage_dialogues(ctx: FuseChatContext) -> dict[str, Any]:
 def stage_representations(ctx: FuseChatContext) -> dict[str, Any]:
     """Top-K logits/ids, gold CE and metric_ce of the pivot and every source (resumable shards)."""
     cfg = ctx.cfg
-    dialogues = R.load_dialogues(ctx.dialogues_path)
-    device = resolve_device(cfg.device)
-    dtype = resolve_dtype(cfg.dtype, device)
     stats = {}
     for m in cfg.models:
-        st = R.compute_representations(
-            m, dialogues, ctx.repr_dir(m), top_k=cfg.top_k, max_length=cfg.max_length,
-            batch_size=cfg.repr_batch_size, token_budget=cfg.token_budget,
-            shard_size=cfg.shard_size, device=device, dtype=dtype)
-        stats[m] = asdict(st)
+        stats[m] = _represent(ctx, m)
         gc.collect()
     _check_all_ids(ctx)
     total_bytes = sum(s["bytes"] for s in stats.values())
@@ -131,6 +125,31 @@ def stage_representations(ctx: FuseChatContext) -> dict[str, Any]:
                  "seconds": s["seconds"]} for m, s in stats.items()],
         },
     }
+
+
+def represent_one(cfg: FuseChatConfig, model: str) -> dict[str, Any]:
+    """Representations of ONE model of `cfg` into the run folder `run_fusechat(cfg)` uses (to
+    spread the models over processes / GPUs); the dialogues stage runs first if needed. A later
+    `run_fusechat(cfg)` reuses every finished shard."""
+    if model not in cfg.models:
+        raise ValueError(f"model {model!r} is not in the config; pivot + sources: "
+                         f"{', '.join(cfg.models)}")
+    run = RunDir.create(cfg, kind=KIND)
+    ctx = FuseChatContext(cfg, run)
+    if not stage_path(run, "dialogues").exists():
+        write_json(stage_path(run, "dialogues"), stage_dialogues(ctx))
+    return _represent(ctx, model)
+
+
+def _represent(ctx: FuseChatContext, model: str) -> dict[str, Any]:
+    cfg = ctx.cfg
+    device = resolve_device(cfg.device)
+    st = R.compute_representations(
+        model, R.load_dialogues(ctx.dialogues_path), ctx.repr_dir(model), top_k=cfg.top_k,
+        max_length=cfg.max_length, batch_size=cfg.repr_batch_size,
+        token_budget=cfg.token_budget, shard_size=cfg.shard_size, device=device,
+        dtype=resolve_dtype(cfg.dtype, device))
+    return asdict(st)
 
 
 def _check_all_ids(ctx: FuseChatContext) -> None:
