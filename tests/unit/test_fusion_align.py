@@ -235,6 +235,12 @@ def test_one_to_one_suffix_maps_candidates_drops_unmapped_and_dedupes():
     assert out.source_rows == [0, 1]
 
 
+def test_source_ids_past_the_tokenizer_are_dropped():
+    # model vocabularies are often padded past the tokenizer: such ids have no text to map
+    out = _align([3], [2], [[0]], [[999, 3, PAD_ID]], "ms")
+    assert out.topk_ids[0].tolist() == [4, PAD_ID, PAD_ID] and out.topk_logits[0, 0] == 2.0
+
+
 def test_one_to_one_suffix_failure_falls_back_to_gold_next_token():
     # pivot "x", " to" vs source "a", " to": "x"/"a" no suffix -> one-hot on the next pivot token
     out = _align([5, 4], [4, 3], [[0], [1]], [[0, 1, 2], [0, 1, 2]], "ms")

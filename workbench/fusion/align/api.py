@@ -163,7 +163,7 @@ def _resolve_map(vocab_map: VocabMap | str, piv: TokenTexts, src: TokenTexts, ro
         needed.update(s["input_ids"])
         for r in s["topk_ids"]:
             needed.update(r)
-    needed.discard(PAD_ID)
+    needed = {i for i in needed if 0 <= i < len(src)}  # PAD_ID and padded-vocab ids: no text
     if vocab_map == "ms" and counts is None:
         counts = cooccurrence_counts(((p["input_ids"], s["input_ids"], g) for p, s, g in rows),
                                      len(piv), len(src))

@@ -153,9 +153,9 @@ def align_distributions(pivot_ids: list[int], source_ids: list[int],
     p_strip = [b.replace(b" ", b"") for b in p_bytes]
     s_strip = [b.replace(b" ", b"") for b in s_bytes]
     mapped_all = None
-    if s_ids.size:
-        safe = np.where(s_ids >= 0, s_ids, 0)
-        mapped_all = np.where(s_ids >= 0, cand[safe], -1)
+    if s_ids.size:  # ids past the tokenizer (padded model vocabularies) have no text: dropped
+        ok = (s_ids >= 0) & (s_ids < len(cand))
+        mapped_all = np.where(ok, cand[np.where(ok, s_ids, 0)], -1)
     nxt = list(pivot_ids[1:]) + ([pivot_ids[-1]] if L else [])
     for i, group in enumerate(groups):
         j, partial = None, False
