@@ -485,8 +485,8 @@ def compute_representations(model_name: str, dialogues: Sequence[Dialogue], out:
             raise ValueError(f"top_k={top_k} is larger than the vocabulary of {model_name} ({vocab})")
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         # decided on the first dialogue, so a resumed run takes the same path
-        head_path = check_head_path(model, tokenize_dialogue(dialogues[0], tokenizer, max_length)[0],
-                                    top_k)
+        first = tokenize_dialogue(dialogues[0], tokenizer, max_length)[0][:64]
+        head_path = check_head_path(model, first, top_k)
         for s in track(todo, desc=f"represent {model_name}"):
             idx = plan[s]
             toks = [tokenize_dialogue(dialogues[i], tokenizer, max_length) for i in idx]
