@@ -121,23 +121,30 @@ def cost_matrix(source_texts: list[str], pivot_texts: list[str],
 
 
 def _accumulate(c: np.ndarray) -> np.ndarray:
-    """Cumulative DTW matrix of ``c`` (rows computed one at a time, vectorised along a row)."""
+    """Cumulative DTW matrix of ``c`` (rows computed one at a time, vectorised along a row).
+
+    Per row, in place in the output: ``d[i] = min(prev, shifted prev) + (c[i] - S[i])``, then a
+    running minimum, then ``+ S[i]`` (``S`` = row-wise cumsum, computed once for all rows).
+    int32 when the largest possible path cost fits, else int64.
+    """
     transpose = c.shape[0] > c.shape[1]
-    x = np.ascontiguousarray(c.T if transpose else c)
+    x = c.T if transpose else c
     n, m = x.shape
-    d = np.empty((n, m), dtype=np.int64)
-    prev = np.full(m, _INF, dtype=np.int64)
-    shifted = np.empty(m, dtype=np.int64)
+    big = int(x.max(initial=0)) * (n + m + 1)
+    dtype, inf = (np.int32, 1 << 29) if big < (1 << 28) else (np.int64, int(_INF))
+    x = np.ascontiguousarray(x, dtype=dtype)
+    s = np.cumsum(x, axis=1, dtype=dtype)
+    xs = x - s
+    d = np.empty((n, m), dtype=dtype)
+    prev = np.full(m, inf, dtype=dtype)
     for i in range(n):
-        row = x[i]
-        shifted[0] = 0 if i == 0 else _INF
-        shifted[1:] = prev[:-1]
-        a = row + np.minimum(prev, shifted)
-        s = np.cumsum(row)
-        np.minimum.accumulate(a - s, out=a)
-        a += s
-        d[i] = a
-        prev = a
+        di = d[i]
+        np.minimum(prev[1:], prev[:-1], out=di[1:])
+        di[0] = 0 if i == 0 else prev[0]
+        di += xs[i]
+        np.minimum.accumulate(di, out=di)
+        di += s[i]
+        prev = di
     return d.T if transpose else d
 
 
