@@ -56,6 +56,19 @@ def test_assistant_masking_keeps_only_assistant_tokens(smol_tok):
     assert smol_tok.decode(ids[:first]).endswith("<|im_start|>assistant\n")
 
 
+def test_leading_assistant_turns_are_dropped_like_fastchat(smol_tok):
+    sys_ = {"role": "system", "content": "Be brief."}
+    bot = {"role": "assistant", "content": "Hi! I am a bot."}
+    assert R.drop_leading_assistant([sys_, bot, *DIALOGUE]) == [sys_, *DIALOGUE]
+    assert R.drop_leading_assistant([bot, bot, *DIALOGUE]) == DIALOGUE
+    assert R.drop_leading_assistant(DIALOGUE) == DIALOGUE
+    with pytest.raises(ValueError, match="starts with an assistant turn"):
+        R.render_dialogue([bot, *DIALOGUE], smol_tok, CHATML)
+    (d,) = R.prepare_dialogues([{"id": "x", "messages": [bot, *DIALOGUE]}], smol_tok, [smol_tok],
+                               max_length=512, chat_template=CHATML)
+    assert "I am a bot" not in d.text and len(d.spans) == 2
+
+
 def test_assistant_labels_overlap_rule_and_zero_width_tokens():
     ids = [1, 10, 11, 12, 13]
     offsets = [(0, 0), (0, 3), (3, 6), (6, 9), (9, 12)]

@@ -125,7 +125,10 @@ def render_dialogue(messages: Sequence[dict[str, str]], tokenizer: Any, chat_tem
     for i, m in enumerate(messages):
         if m["role"] != "assistant":
             continue
-        head = render(messages[:i], gen=True) if i else ""
+        if i == 0:
+            raise ValueError("dialogue starts with an assistant turn: there is no header to mask "
+                             "before it; drop it first (drop_leading_assistant)")
+        head = render(messages[:i], gen=True)
         upto = render(messages[: i + 1])
         if not (full.startswith(upto) and upto.startswith(head)):
             raise ValueError("chat template is not prefix-stable (rendering a prefix of the "
@@ -160,6 +163,19 @@ def assistant_labels(input_ids: Sequence[int], offsets: Sequence[tuple[int, int]
     return out
 
 
+def drop_leading_assistant(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """Drop assistant turns before the first user turn (system turns kept), as FastChat's
+    preprocessing in the official code does ("skip the first one if it is not from human")."""
+    msgs = list(messages)
+    n = 0
+    while n < len(msgs) and msgs[n]["role"] == "system":
+        n += 1
+    i = n
+    while i < len(msgs) and msgs[i]["role"] == "assistant":
+        i += 1
+    return msgs[:n] + msgs[i:]
+
+
 @dataclass(frozen=True)
 class Dialogue:
     """One dialogue as every model sees it: the same text and assistant character spans."""
@@ -186,9 +202,10 @@ def prepare_dialogues(rows: Sequence[dict[str, Any]], pivot_tokenizer: Any,
         if str(r["id"]) in seen:
             raise ValueError(f"data has the id {r['id']!r} twice: ids must be unique")
         seen.add(str(r["id"]))
-        if not any(m["role"] == "assistant" and m["content"].strip() for m in r["messages"]):
+        msgs = drop_leading_assistant(r["messages"])
+        if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
             continue
-        text, spans = render_dialogue(r["messages"], pivot_tokenizer, tmpl)
+        text, spans = render_dialogue(msgs, pivot_tokenizer, tmpl)
         text = text[: max_length * PRECUT_CHARS_PER_TOKEN]
         for _ in range(8):  # shrink the cut until every tokenizer fits
             cut = len(text)
