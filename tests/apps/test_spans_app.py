@@ -8,7 +8,8 @@ from workbench.spans.train import SpansConfig, run_spans
 @pytest.fixture(scope="module")
 def runs_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    run = run_spans(SpansConfig.from_preset("smoke", output_dir=str(root), train_limit=8, trial_limit=4))
+    run = run_spans(SpansConfig.from_preset("smoke", output_dir=str(root), heads=["cls", "concat_cls"],
+                                            train_limit=8, trial_limit=4))
     return root, run
 
 
@@ -33,10 +34,11 @@ def test_predict_payload(runs_root):
     assert "Empty text" in msg
 
 
-def test_member_choice_and_ensemble(tmp_path):
-    run = run_spans(SpansConfig.from_preset("smoke", output_dir=str(tmp_path), heads=["cls", "concat_cls"],
-                                            train_limit=8, trial_limit=4))
+def test_member_choice_and_ensemble(runs_root):
+    _, run = runs_root
     _, _, table, _, msg = predict("you idiot", str(run.path), "ensemble")
     assert "vote of 2 members" in msg and table["headers"] == ["token", "cls-crf", "concat_cls-crf", "mean"]
     _, _, table, _, msg = predict("you idiot", str(run.path), "concat_cls-crf")
     assert "concat_cls-crf" in msg and table["headers"] == ["token", "concat_cls-crf"]
+    hl, _, _, _, msg = predict("you idiot", str(run.path), "concat_cls-crf", None, int8=True)
+    assert "".join(c for c, _ in hl) == "you idiot" and "toxic characters" in msg

@@ -19,11 +19,11 @@ def _runs(root) -> list[str]:
     return [str(p) for p in list_runs("toxic_spans", root)]
 
 
-def _predictor(run: str):
+def _predictor(run: str, int8: bool = False):
     from workbench.spans.train import load_predictor
-    if run not in _CACHE:
-        _CACHE[run] = load_predictor(run)
-    return _CACHE[run]
+    if (run, int8) not in _CACHE:
+        _CACHE[(run, int8)] = load_predictor(run, quantize=int8)
+    return _CACHE[(run, int8)]
 
 
 def _prob_rows(text: str, member_probs: dict[str, list[tuple[int, int, float]]]) -> tuple[list[list], list[str]]:
@@ -37,7 +37,7 @@ def _prob_rows(text: str, member_probs: dict[str, list[tuple[int, int, float]]])
     return rows, list(same)
 
 
-def predict(text: str, run: str | None, member: str, gold: list[int] | None = None):
+def predict(text: str, run: str | None, member: str, gold: list[int] | None = None, int8: bool = False):
     """-> (prediction highlight, gold highlight, per-token probability table, token heat map, message)."""
     empty = ([], [], gr.update(value=[]), [])
     if not run:
@@ -47,7 +47,7 @@ def predict(text: str, run: str | None, member: str, gold: list[int] | None = No
         return (*empty, f"Input is {len(text)} characters; the cap is {MAX_CHARS}. Shorten it.")
     if not text.strip():
         return (*empty, "Empty text: nothing to tag.")
-    pred = _predictor(run)
+    pred = _predictor(run, bool(int8))
     if member in pred.members:
         names = [member]
     else:  # the run's ensemble: its voters (metrics.json), else every member
@@ -81,7 +81,9 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
                              allow_custom_value=True)
         ex = gr.Dropdown([f"{i}: {t[:60]}" for i, (t, _) in enumerate(examples)], label="trial example")
         text = gr.Textbox(label=f"text (max {MAX_CHARS} characters)", lines=4)
-        btn = gr.Button("Detect")
+        with gr.Row():
+            int8 = gr.Checkbox(False, label="int8 inference (about 2x less CPU per post)")
+            btn = gr.Button("Detect")
         with gr.Row():
             out = gr.HighlightedText(label="prediction")
             gold = gr.HighlightedText(label="gold (dataset examples)")
@@ -103,5 +105,5 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         ex.change(pick, ex, [text, state])
         text.input(lambda _: None, text, state)
         run.change(members, run, member)
-        btn.click(predict, [text, run, member, state], [out, gold, probs, heat, msg])
+        btn.click(predict, [text, run, member, state, int8], [out, gold, probs, heat, msg])
     return app
