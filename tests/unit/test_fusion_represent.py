@@ -218,3 +218,21 @@ def test_changed_data_or_settings_are_refused_on_resume(tmp_path, smol_tok, tiny
     (tmp_path / "r" / R.META).unlink()  # an old folder without its meta: shard ids still checked
     with pytest.raises(ValueError, match="mismatched data"):
         R.compute_representations("tiny:llama", dialogues[::-1], tmp_path / "r", **kw)
+
+
+def test_chat_rows_from_files(tmp_path):
+    import json
+
+    share = [{"id": "s1", "conversations": [{"from": "human", "value": "hi"},
+                                             {"from": "gpt", "value": "hello"}]}]
+    (tmp_path / "mix.json").write_text(json.dumps(share))
+    assert R.load_chat_rows(str(tmp_path / "mix.json"), 5) == [
+        {"id": "s1", "messages": [{"role": "user", "content": "hi"},
+                                  {"role": "assistant", "content": "hello"}]}]
+    (tmp_path / "rows.jsonl").write_text(json.dumps({"messages": DIALOGUE}) + "\n\n")
+    assert R.load_chat_rows(str(tmp_path / "rows.jsonl"), 5) == [{"id": "0", "messages": DIALOGUE}]
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"text": "x"}) + "\n")
+    with pytest.raises(ValueError, match="row 0 has neither 'messages' nor 'conversations'"):
+        R.load_chat_rows(str(tmp_path / "bad.jsonl"), 5)
+    with pytest.raises(ValueError, match="neither 'sharegpt' nor an existing"):
+        R.load_chat_rows(str(tmp_path / "missing.json"), 5)
