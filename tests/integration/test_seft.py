@@ -52,7 +52,7 @@ import json  # noqa: E402
 
 import workbench.seft.run as seft_run  # noqa: E402
 from workbench.common.io import read_json  # noqa: E402
-from workbench.seft import SEFTConfig, run_seft  # noqa: E402
+from workbench.seft import SEFTConfig, rejudge, run_seft  # noqa: E402
 
 BAD_ROWS = [{"prompt": "P1", "chosen": "x"},                                  # missing rejected
             {"prompt": "P2", "chosen": "same", "rejected": "same"}]           # identical
@@ -119,6 +119,13 @@ def test_run_writes_rounds_reports_and_resumes_identically(tmp_path, monkeypatch
                for r in never)
     ans = read_json(full.run_dir / "artifacts" / "answers" / "sft.json")
     assert len(ans["mtbench"][0]["answers"]) == 2  # both MT-Bench turns answered
+    # the saved answers can be graded again by another judge, without touching metrics.json
+    t2 = rejudge(full.run_dir, judge="hf", judge_model="tiny:qwen2", max_new_tokens=2)
+    assert sorted(r["model"] for r in t2) == sorted(r["model"] for r in m["table"])
+    assert (full.run_dir / "artifacts" / "table-tiny_qwen2.json").exists()
+    assert read_json(full.run_dir / "metrics.json")["judge"] == m["judge"]
+    with pytest.raises(ValueError, match="no saved answers"):
+        rejudge(tmp_path)
 
     # kill a second run while training round 2 ...
     real = seft_run.train_on_revised

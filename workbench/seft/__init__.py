@@ -11,8 +11,8 @@ from workbench.seft.reviser_data import (
     parse_reviser_output,
     summarize_revisions,
 )
-from workbench.seft.run import SEFTResult, run_seft
+from workbench.seft.run import SEFTResult, rejudge, run_seft
 
 __all__ = ["KEEP", "REVISE", "ParsedRevision", "SEFTConfig", "SEFTResult",
            "build_reviser_examples", "build_reviser_examples_ranked", "format_reviser_prompt",
-           "parse_reviser_output", "run_seft", "summarize_revisions"]
+           "parse_reviser_output", "rejudge", "run_seft", "summarize_revisions"]

@@ -179,6 +179,76 @@ def _nan_to_none(v: Any) -> Any:
     return v
 
 
+def _make_judge(kind: str, name: str | None, max_new_tokens: int, batch_size: int):
+    local = kind == "hf" or (kind == "auto" and not os.environ.get("WORKBENCH_JUDGE_BASE_URL"))
+    return make_judge(kind, name, **({"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+                                     if local else {}))
+
+
+def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
+                  judge_prompts: dict | None = None, pairwise: bool = False
+                  ) -> list[dict[str, Any]]:
+    """Grade saved answers (``{model: {"eval", "eval_prompts", "mtbench"}}``): MT-Bench two-turn
+    single-answer scores per model and the pairwise win rate against ``SFT`` on the held-out
+    prompts (plus MT-Bench pairwise when ``pairwise``). One JSON per model in ``out_dir`` (reused
+    when present: judging resumes too). Returns the table rows."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = []
+    for name in track(list(answers), desc="judging"):
+        f = out_dir / f"{_slug(name)}.json"
+        ans = answers[name]
+        if not f.exists():
+            mt = mtbench_score(judge, ans["mtbench"], judge_prompts=judge_prompts) \
+                if ans["mtbench"] else {}
+            out: dict[str, Any] = {"judge": judge.name, "mtbench": mt}
+            if name != "SFT" and "SFT" in answers:
+                out["win_rate"] = win_rate(judge, ans["eval_prompts"], ans["eval"],
+                                           answers["SFT"]["eval"], judge_prompts=judge_prompts)
+                if pairwise and ans["mtbench"]:
+                    out["mtbench_pairwise"] = mtbench_pairwise(
+                        judge, ans["mtbench"], answers["SFT"]["mtbench"],
+                        judge_prompts=judge_prompts)
+            write_json(f, _nan_to_none(out))
+        j = read_json(f)
+        mt = j.get("mtbench") or {}
+        wr = j.get("win_rate")
+        row = {"model": name,
+               "mtbench_turn1": mt.get("turn1"), "mtbench_turn2": mt.get("turn2"),
+               "judge_score": mt.get("score"),
+               "win_rate_vs_sft": (0.5 if name == "SFT" else None) if wr is None
+               else wr["win_rate"],
+               "n_ratings": mt.get("n", 0), "n_unparsed": mt.get("n_unparsed", 0),
+               "n_forced": mt.get("n_forced", 0) + (wr or {}).get("n_forced", 0),
+               "n_pair_errors": (wr or {}).get("error", 0)}
+        if pairwise:
+            pw = j.get("mtbench_pairwise")
+            row["mtbench_win_rate_vs_sft"] = (0.5 if name == "SFT" else None) if pw is None \
+                else pw["win_rate"]
+        table.append(row)
+    return table
+
+
+def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None = None,
+            max_new_tokens: int = 128, batch_size: int = 4,
+            pairwise: bool = False) -> list[dict[str, Any]]:
+    """Grade a run's saved answers with another judge (e.g. a stronger endpoint, or the larger
+    local model when the run used a smaller one). Writes ``artifacts/judgments-<judge>/`` and
+    ``artifacts/table-<judge>.json``; the run's own ``metrics.json`` is left as it is."""
+    run_dir = Path(run_dir)
+    adir = run_dir / "artifacts" / "answers"
+    if not adir.is_dir() or not any(adir.glob("*.json")):
+        raise ValueError(f"rejudge: {run_dir} has no saved answers (artifacts/answers/*.json)")
+    answers = {d["model"]: d for d in (read_json(f) for f in sorted(adir.glob("*.json")))}
+    j = _make_judge(judge, judge_model, max_new_tokens, batch_size)
+    from workbench.data import load_judge_prompts
+    table = judge_answers(j, answers, run_dir / "artifacts" / f"judgments-{_slug(j.name)}",
+                          judge_prompts=load_judge_prompts(), pairwise=pairwise)
+    write_json(run_dir / "artifacts" / f"table-{_slug(j.name)}.json",
+               _nan_to_none({"judge": j.name, "judge_note": WEAK_JUDGE_NOTE if is_weak(j) else "",
+                             "table": table}))
+    return _nan_to_none(table)
+
+
 def run_seft(cfg: SEFTConfig) -> SEFTResult:
     """The whole SEFT experiment; resumes from the last finished stage of the same run folder."""
     t0 = time.time()
@@ -343,43 +413,9 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
         answers[name] = read_json(f)
 
     # --- judging ------------------------------------------------------------------------------
-    local = cfg.judge == "hf" or (cfg.judge == "auto"
-                                  and not os.environ.get("WORKBENCH_JUDGE_BASE_URL"))
-    judge = make_judge(cfg.judge, cfg.judge_model, **(
-        {"max_new_tokens": cfg.judge_max_new_tokens, "batch_size": cfg.judge_batch_size}
-        if local else {}))
-    jdir = run.artifacts / "judgments"
-    jdir.mkdir(exist_ok=True)
-    table = []
-    for name in track(list(model_dirs), desc="judging"):
-        f = jdir / f"{_slug(name)}.json"
-        if not f.exists():
-            ans = answers[name]
-            mt = mtbench_score(judge, ans["mtbench"], judge_prompts=jp) if qs else {}
-            out: dict[str, Any] = {"mtbench": mt}
-            if name != "SFT" and "SFT" in answers:
-                out["win_rate"] = win_rate(judge, eval_prompts, ans["eval"],
-                                           answers["SFT"]["eval"], judge_prompts=jp)
-                if cfg.mtbench_pairwise and qs:
-                    out["mtbench_pairwise"] = mtbench_pairwise(
-                        judge, ans["mtbench"], answers["SFT"]["mtbench"], judge_prompts=jp)
-            write_json(f, _nan_to_none(out))
-        j = read_json(f)
-        mt = j.get("mtbench") or {}
-        wr = j.get("win_rate")
-        row = {"model": name,
-               "mtbench_turn1": mt.get("turn1"), "mtbench_turn2": mt.get("turn2"),
-               "judge_score": mt.get("score"),
-               "win_rate_vs_sft": (0.5 if name == "SFT" else None) if wr is None
-               else wr["win_rate"],
-               "n_ratings": mt.get("n", 0), "n_unparsed": mt.get("n_unparsed", 0),
-               "n_forced": mt.get("n_forced", 0) + (wr or {}).get("n_forced", 0),
-               "n_pair_errors": (wr or {}).get("error", 0)}
-        if cfg.mtbench_pairwise:
-            pw = j.get("mtbench_pairwise")
-            row["mtbench_win_rate_vs_sft"] = (0.5 if name == "SFT" else None) if pw is None \
-                else pw["win_rate"]
-        table.append(row)
+    judge = _make_judge(cfg.judge, cfg.judge_model, cfg.judge_max_new_tokens, cfg.judge_batch_size)
+    table = judge_answers(judge, answers, run.artifacts / "judgments", judge_prompts=jp,
+                          pairwise=cfg.mtbench_pairwise)
     n_unparsed = sum(r["n_unparsed"] for r in table)
     if n_unparsed:
         warnings.append(f"judge: {n_unparsed} of {sum(r['n_ratings'] for r in table)} MT-Bench "
