@@ -16,6 +16,7 @@ from workbench.fusion.app import (
     explore_text,
     run_choices,
     run_view,
+    sample_length,
 )
 from workbench.fusion.config import FuseChatConfig
 from workbench.fusion.run import run_fusechat
@@ -82,6 +83,7 @@ def test_topk_before_and_after_alignment(runs):
     kept = [v for v in aligned[0]["topk_logits"][20] if v != float("-inf")]
     assert [v for v in table["source after (ms) logit"] if not math.isnan(v)] == \
         pytest.approx(kept, abs=1e-3)
+    assert sample_length(root, rel, samples[0]) == len(pivot[0]["input_ids"])
     msg, table = compare_topk(root, rel, "tiny:qwen2", "ms", "missing-id", 0)
     assert "not in this run" in msg and table is None
 
@@ -95,3 +97,18 @@ def test_served_app_answers_a_client(runs, launch_app):
     assert "corpus counts of run" not in msg  # the run's pivot is tiny:llama, not smollm2
     msg, *_ = client.predict("Hello world", "tiny:llama", "tiny:qwen2", api_name="/explore_text")
     assert "corpus counts of run" in msg
+
+
+@pytest.mark.browser
+def test_explorer_in_chromium(runs, launch_app, browser_page):
+    from tests.conftest import screenshot
+
+    root, _ = runs
+    page = browser_page
+    page.goto(launch_app(build_app(root)), wait_until="domcontentloaded", timeout=60_000)
+    page.get_by_text("token-alignment explorer").first.wait_for(timeout=60_000)
+    page.locator("#fc-text textarea").fill("Hello wörld 🙂")
+    page.locator("#fc-align").click()
+    page.locator("#fc-msg").get_by_text("pivot tokens").wait_for(timeout=90_000)
+    assert page.locator("#fc-maps").get_by_text("agree").count() >= 1
+    assert screenshot(page, "fusechat_explorer").stat().st_size > 10_000

@@ -82,7 +82,7 @@ def find_counts(root: str | Path | None, pivot: str, source: str) -> Path | None
 def _highlight(tokens: list[str]) -> list[tuple[str, str | None]]:
     from workbench.fusion.align import display_text
 
-    return [(display_text(t, visible_whitespace=True), str(i % 2)) for i, t in enumerate(tokens)]
+    return [(display_text(t, visible_whitespace=True), str(i)) for i, t in enumerate(tokens)]
 
 
 def explore_text(text: str, pivot: str, source: str, root: str | Path | None = None):
@@ -136,6 +136,19 @@ def run_view(root: str | Path | None, rel: str | None):
     ids = R.load_representations(reps / model_slug(cfg["pivot"]))["id"]
     return (f"pivot `{cfg['pivot']}`, sources " + ", ".join(f"`{s}`" for s in cfg["sources"])
             + f"; {len(ids)} samples, top-{cfg['top_k']}", list(cfg["sources"]), list(ids))
+
+
+def sample_length(root: str | Path | None, rel: str | None, sample: str | None) -> int:
+    """Pivot tokens of one sample of a run (0 when nothing is picked)."""
+    if not (rel and sample):
+        return 0
+    from workbench.fusion.run import model_slug
+
+    cfg = run_config(root, rel)
+    ds = _dataset(str(runs_root(root) / rel / "artifacts" / "representations"
+                      / model_slug(cfg["pivot"])))
+    ids = ds["id"]
+    return len(ds[ids.index(sample)]["input_ids"]) if sample in ids else 0
 
 
 @functools.lru_cache(maxsize=16)
@@ -268,8 +281,13 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         def _cmp(rel, s, k, smp, pos):
             return compare_topk(root, rel, s, k, smp, pos)
 
+        def _len(rel, smp):
+            n = sample_length(root, rel, smp)
+            return gr.update(maximum=max(n - 1, 1), value=min(20, max(n - 1, 0)))
+
         pick.change(_pick, pick, [run_msg, src_pick, sample])
         app.load(_pick, pick, [run_msg, src_pick, sample])
+        sample.change(_len, [pick, sample], position)
         for c in (src_pick, kind, sample, position):
             c.change(_cmp, [pick, src_pick, kind, sample, position], [topk_msg, topk])
     return app
