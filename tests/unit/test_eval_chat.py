@@ -109,6 +109,8 @@ def test_parse_rating_detail_methods():
     assert parse_rating_detail("ok. Rating: [[7]]") == (7.0, "strict")
     assert parse_rating_detail("[5]\n\nExplanation: fine") == (5.0, "bracket")
     assert parse_rating_detail("Overall my rating: 6 because") == (6.0, "loose")
+    # what qwen2.5-coder-0.5b-instruct actually wrote for single-v1 (neither MT-Bench pattern)
+    assert parse_rating_detail("[Rating: 8]\n\nThis response is engaging") == (8.0, "loose")
     assert parse_rating_detail("I would give it 8/10.") == (8.0, "loose")
     assert parse_rating_detail("score of 3 at first, final score: 9") == (9.0, "loose")
     v, how = parse_rating_detail("The response is helpful and detailed")

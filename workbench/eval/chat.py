@@ -35,8 +35,9 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
-WEAK_JUDGE_NOTE = ("Offline judge is a small local model (default qwen2.5-coder-0.5b-instruct): its "
-                   "scores are weak, noisy evidence, not comparable to GPT-4 MT-Bench numbers.")
+WEAK_JUDGE_NOTE = ("Offline judge is a small local model (default qwen2.5-coder-0.5b-instruct; quick "
+                   "presets may use a smaller one): its scores are weak, noisy evidence, not "
+                   "comparable to GPT-4 MT-Bench numbers.")
 DEFAULT_LOCAL_JUDGE = "qwen2.5-coder-0.5b-instruct"
 NEED_REF_CATEGORIES = ("math", "reasoning", "coding")  # FastChat llm_judge NEED_REF_CATS
 RATING_SUFFIX = "\n\nRating: [["

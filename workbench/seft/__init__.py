@@ -1,4 +1,29 @@
-"""SEFT: self-evolution fine-tuning for policy optimization (Findings EMNLP 2024)."""
+"""SEFT: self-evolution fine-tuning for policy optimization (Findings EMNLP 2024).
+
+No official code; the paper's specifics could not be retrieved (papers.md §3). Choices made here,
+all UNVERIFIED against the paper and each a parameter (``SEFTConfig`` field or function argument):
+
+1. Reviser decisions are binary ``KEEP`` / ``REVISE`` (the paper may use graded levels).
+2. Reviser prompt = ``REVISER_TEMPLATE`` as one user turn through the base model's chat template;
+   target = decision token on the first line, then the response.
+3. Reviser data from pairs: REVISE (rejected -> chosen) and KEEP (chosen -> chosen) per pair
+   (``include_keep``); ranked data: best vs each lower-ranked response.
+4. Parsing: malformed output -> KEEP + the original response (counted); KEEP returns the original
+   (the reviser's repeated text is not trusted); REVISE with an empty body is malformed.
+5. A round: the policy samples (temperature 0.7, top-p 0.9) one response per fresh prompt, the
+   reviser decides greedily, and the policy is SFT-ed (assistant-only loss) on every kept or revised
+   response; LoRA is merged after each stage; round r+1 starts from round r's policy.
+6. Prompts: single-turn HH-RLHF harmless-base prompts not used as preference data (or ShareGPT /
+   a file), disjoint between rounds and from the held-out evaluation prompts.
+7. External evolution: the external model's responses are revised instead of the policy's.
+8. Baselines on the same pairs with TRL: SFT on chosen; DPO (sigmoid, beta 0.1); ORPO (beta 0.1);
+   preference learning rate ``pref_lr``; bf16 and gradient checkpointing off by default (TRL 1.x
+   turns them on).
+9. Evaluation: MT-Bench two turns (questions round-robin over categories), greedy answers,
+   graded 1-10 by the judge with FastChat's prompts; pairwise win rate against SFT on held-out
+   prompts (pair-v2, both orders). Offline judge = qwen2.5-coder-0.5b-instruct (weak); a rating the
+   judge did not write in the MT-Bench format is read by forced continuation and counted.
+"""
 
 from workbench.seft.config import SEFTConfig
 from workbench.seft.reviser_data import (

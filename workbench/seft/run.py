@@ -218,6 +218,7 @@ def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
                "win_rate_vs_sft": (0.5 if name == "SFT" else None) if wr is None
                else wr["win_rate"],
                "n_ratings": mt.get("n", 0), "n_unparsed": mt.get("n_unparsed", 0),
+               "n_loose": mt.get("n_loose", 0),
                "n_forced": mt.get("n_forced", 0) + (wr or {}).get("n_forced", 0),
                "n_pair_errors": (wr or {}).get("error", 0)}
         if pairwise:
