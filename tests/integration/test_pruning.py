@@ -40,6 +40,12 @@ def test_orchestrator_smoke(tmp_path):
     order = json.loads((res.run_dir / "artifacts/blockpruner_del_order_list.json").read_text())
     assert list(order) == ["1", "2"]
     assert (res.run_dir / "artifacts/pruned_model/config.json").exists()
+    assert "lm-evaluation-harness" in metrics["note"] and "validation" in metrics["note"]
+    # a re-run of the same config reuses the saved search and evaluations: same table
+    ck = json.loads((res.run_dir / "checkpoints/eval_blockpruner.json").read_text())
+    assert ck["row"]["ppl"] == metrics["table"][1]["ppl"]
+    again = run_blockpruner(cfg)
+    assert again.run_dir == res.run_dir and again.table == res.table
 
 
 def test_config_errors():

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from workbench.common.config import RunConfig
+from workbench.common.io import read_json, write_json
 from workbench.common.rundir import RunDir
 from workbench.common.runtime import resolve_device, resolve_dtype, seed_everything
 from workbench.eval.zeroshot import SPLIT_NOTE
@@ -158,8 +159,6 @@ def _greedy_to_ratio(cfg, bm, rows, run) -> list[dict]:
         steps = greedy(bm, rows, len(bm.blocks(cfg.block_type)) - 1, block_type=cfg.block_type,
                        fast=cfg.fast, batch_size=cfg.batch_size, checkpoint=ck, on_step=stop)
     except _Stop:
-        from workbench.common.io import read_json
-
         steps = read_json(ck)["steps"]
         bm.set_removed(())
     steps = _cut(steps, cfg.target_ratio)
@@ -210,12 +209,19 @@ def run_blockpruner(cfg: PruningConfig) -> PruningResult:
     from workbench.eval.ppl import wikitext2_rows
 
     wiki = wikitext2_rows(tok, cfg.eval_seq_len, cfg.eval_max_rows)
-    table = [{"method": "Dense", **evaluate_set(cfg, model, tok, [], wiki)}]
     names = {"blockpruner": "BlockPruner", "oneshot": "-search", "layer": "layer-level",
              "shortgpt": "ShortGPT", "rm": "RM"}
-    for m, st in all_steps.items():
-        table.append({"method": names.get(m, m),
-                      **evaluate_set(cfg, model, tok, [tuple(b) for b in st[-1]["set"]], wiki)})
+    table = []
+    for m, removed in [("dense", []), *((m, st[-1]["set"]) for m, st in all_steps.items())]:
+        # each evaluation is saved as it finishes: a killed run resumes after the last one
+        ck = run.checkpoints / f"eval_{m}.json"
+        prev = read_json(ck) if ck.exists() else None
+        if prev is not None and prev["removed"] == removed:
+            row = prev["row"]
+        else:
+            row = evaluate_set(cfg, model, tok, [tuple(b) for b in removed], wiki)
+            write_json(ck, {"removed": removed, "row": row})
+        table.append({"method": names.get(m, "Dense"), **row})
     final = [tuple(b) for b in steps[-1]["set"]]
     if cfg.export:
         from workbench.pruning.export import export_pruned

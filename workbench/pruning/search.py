@@ -8,16 +8,23 @@ Searches (registry `SEARCHES`), each `fn(bm, rows, num, ...) -> list[step dict]`
 - `shortgpt`: remove the K layers with the lowest block influence 1 − cos(x_in, x_out).
 - `rm`: remove the K layers with the lowest relative magnitude ‖f(x)‖ / ‖x + f(x)‖.
 
-Exact speed-ups (`fast=True`, identical order to `fast=False`): hidden states at every sublayer
-point are captured once per step with the current removed set, and each candidate resumes the
-forward at its own first changed point; candidates are scored in the order of the previous step's
-scores and abandoned as soon as their running NLL sum exceeds the best complete total (NLL >= 0,
-so the running sum only grows). Ties go to the first candidate in block order, as in the plain
-loop.
+Exact speed-ups (`fast=True`, identical order and PPLs to `fast=False`, the plain loop of one
+full forward per candidate and row batch):
+- prefix reuse: the hidden states at every sublayer point of the current model are cached (taken
+  from the previous step's winning candidate, so they cost no extra forward), and each candidate
+  resumes the forward at its own block from the cache: the computation after that point is the
+  plain loop's, so every row NLL is bit-identical;
+- early abandoning: a set's total is the exactly rounded sum (`math.fsum`) of its row NLLs, so
+  it does not depend on the order rows are scored in, and the sum over any subset of rows is <=
+  the total (NLL >= 0). A candidate is dropped once its partial sum exceeds the best complete
+  total: it cannot win or tie. Candidates are scored likeliest-winner first (last step's
+  estimate, else the block influence of the cached states) and rows worst-first, so the bound is
+  tight early;
+- ties go to the first candidate in block order, as in the plain loop.
 
 Each step dict: `step`, `removed` (list of blocks removed at that step), `set` (cumulative,
 sorted), `ppl` (calibration PPL after the step), `ratio`, `candidates` ({"mha:3": ppl or None
-when abandoned}).
+when abandoned}), `work` (row batches scored, decoder work in full forwards).
 """
 
 from __future__ import annotations
@@ -179,6 +186,7 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
                       total=num - len(steps)):
         cands = [u for u in units if not set(u) & removed]
         best, best_j, best_cap = math.inf, -1, None
+        work0 = (scorer.batch_evals, scorer.forwards)
         totals: dict[str, float | None] = {}
         est: dict[str, float] = {}
         if fast:
@@ -210,7 +218,9 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
         rec = {"step": step, "removed": [list(b) for b in chosen], "set": sorted_set(removed),
                "ppl": scorer.ppl(best), "ratio": bm.ratio(removed),
                "candidates": {k: (None if v is None else scorer.ppl(v))
-                              for k, v in sorted(totals.items(), key=lambda kv: _sort_key(kv[0]))}}
+                              for k, v in sorted(totals.items(), key=lambda kv: _sort_key(kv[0]))},
+               "work": {"row_batches": scorer.batch_evals - work0[0],
+                        "full_forwards": round(scorer.forwards - work0[1], 3)}}
         steps.append(rec)
         log.info("step %d: remove %s -> ppl %.3f (ratio %.2f%%)", step, _ukey(chosen),
                  rec["ppl"], 100 * rec["ratio"])
