@@ -56,11 +56,10 @@ def tokenizer_choices(root: str | Path | None) -> list[str]:
     return names
 
 
-@functools.lru_cache(maxsize=8)
 def _tokenizer(name: str):
-    from workbench.common.models import load_tokenizer
+    from workbench.fusion.run import cached_tokenizer
 
-    return load_tokenizer(name)
+    return cached_tokenizer(name)
 
 
 def find_counts(root: str | Path | None, pivot: str, source: str) -> Path | None:

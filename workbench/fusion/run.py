@@ -16,6 +16,7 @@ all summaries' `metrics` entries, written last.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import shutil
@@ -38,6 +39,12 @@ KIND = "fusechat"
 def model_slug(name: str) -> str:
     """A folder name for a model name (`tiny:llama` -> `tiny_llama`, `org/m` -> `org__m`)."""
     return name.replace("/", "__").replace(":", "_").replace("\\", "__")
+
+
+@functools.lru_cache(maxsize=8)
+def cached_tokenizer(name: str):
+    """`load_tokenizer`, once per process (a 262k-entry vocabulary takes seconds to load)."""
+    return load_tokenizer(name)
 
 
 @dataclass
@@ -66,7 +73,7 @@ class FuseChatContext:
     # ---- shared objects -----------------------------------------------------------------
     def tokenizer(self, model: str):
         if model not in self._tokenizers:
-            self._tokenizers[model] = load_tokenizer(model)
+            self._tokenizers[model] = cached_tokenizer(model)
         return self._tokenizers[model]
 
     def representations(self, model: str):
@@ -306,5 +313,5 @@ def sample_text_alignment(run_dir: str | Path, source: str, index: int = 0,
         raise ValueError(f"index {index} out of range: the run has {len(dialogues)} dialogues")
     d = dialogues[index]
     a, b = d.spans[0]
-    return A.align_text(d.text[a:b][:max_chars], load_tokenizer(cfg["pivot"]),
-                        load_tokenizer(source))
+    return A.align_text(d.text[a:b][:max_chars], cached_tokenizer(cfg["pivot"]),
+                        cached_tokenizer(source))
