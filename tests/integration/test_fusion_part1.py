@@ -113,3 +113,50 @@ def test_cli_align_text_and_bad_model(capsys):
     assert "relation" in out and out.count("1→1") == 4  # Hello / ␣w / ör / ld, identity
     assert main(["fusechat", "represent", "--preset", "smoke", "--model", "nope"]) == 2
     assert "'nope' is not in the config" in capsys.readouterr().err
+
+
+KILLED_CHILD = r"""
+import sys, time
+from workbench.fusion import represent as R
+real = R.write_shard
+def slow_write(rows, folder, top_k):
+    out = real(rows, folder, top_k)
+    print("WROTE", folder.name, flush=True)
+    time.sleep(30)  # the parent kills us here
+    return out
+R.write_shard = slow_write
+dialogues = R.load_dialogues(sys.argv[1])
+R.compute_representations("tiny:llama", dialogues, sys.argv[2], top_k=4, max_length=64,
+                          batch_size=2, token_budget=80, shard_size=2)
+"""
+
+
+def test_sigkill_halfway_then_restart_gives_identical_shards(tmp_path):
+    """A real kill (SIGKILL after the first shard), then a restart: same bytes as a clean run."""
+    import subprocess
+    import sys
+
+    from workbench.common import load_tokenizer
+
+    tok = load_tokenizer("tiny:llama")
+    rows = [{"id": f"d{i}", "messages": [{"role": "user", "content": f"Count to {i}."},
+                                         {"role": "assistant", "content": " ".join(
+                                             str(k) for k in range(i + 3))}]} for i in range(5)]
+    dialogues = R.prepare_dialogues(rows, tok, [tok], max_length=64)
+    R.save_dialogues(tmp_path / "d.json", dialogues)
+    child = subprocess.Popen([sys.executable, "-c", KILLED_CHILD, str(tmp_path / "d.json"),
+                              str(tmp_path / "killed")], stdout=subprocess.PIPE, text=True)
+    try:
+        line = child.stdout.readline()
+        assert line.startswith("WROTE shard-00000"), line
+    finally:
+        child.kill()
+        child.wait()
+    assert [p.name for p in R.shard_folders(tmp_path / "killed")] == ["shard-00000"]
+    kw = dict(top_k=4, max_length=64, batch_size=2, token_budget=80, shard_size=2)
+    again = R.compute_representations("tiny:llama", dialogues, tmp_path / "killed", **kw)
+    assert (again.shards_reused, again.shards_computed) == (1, 2)
+    R.compute_representations("tiny:llama", dialogues, tmp_path / "clean", **kw)
+    shards = lambda f: {p.relative_to(f).as_posix(): p.read_bytes()  # noqa: E731
+                        for p in sorted(f.rglob("*.arrow"))}
+    assert shards(tmp_path / "killed") == shards(tmp_path / "clean")
