@@ -447,6 +447,7 @@ class ReprStats:
     bytes: int
     bytes_per_token: float  # the .arrow files on disk, all columns
     topk_bytes_per_token: float  # the topk_ids + topk_logits buffers only
+    column_bytes_per_token: dict[str, float]  # Arrow buffer bytes per column / tokens
     seconds: float
     shards_computed: int
     shards_reused: int
@@ -529,5 +530,6 @@ def compute_representations(model_name: str, dialogues: Sequence[Dialogue], out:
         mean_metric_ce=float(sum(mces) / len(mces)) if mces else float("nan"), bytes=size,
         bytes_per_token=size / max(tokens, 1),
         topk_bytes_per_token=(cols["topk_ids"] + cols["topk_logits"]) / max(tokens, 1),
+        column_bytes_per_token={c: b / max(tokens, 1) for c, b in cols.items()},
         seconds=time.time() - t0, shards_computed=len(todo), shards_reused=len(plan) - len(todo),
         head_path=head_path or "reused")
