@@ -292,6 +292,7 @@ def run_fusechat(cfg: FuseChatConfig, stages: list[Stage] | tuple[Stage, ...] | 
     metrics: dict[str, Any] = {}
     for s in ctx.summaries.values():
         metrics.update(s.get("metrics", {}))
+    metrics["stages_done"] = list(timings)  # fewer than all stages when stopped by `until`
     metrics["stage_seconds"] = timings
     metrics["stage_cpu_seconds"] = cpu
     metrics["wall_seconds"] = time.time() - t0
