@@ -208,6 +208,22 @@ def test_resume_after_a_kill_gives_identical_shards(tmp_path, smol_tok, tiny_lla
                                              rel=1e-5)
 
 
+def test_workers_split_the_shards_and_match_a_single_process(tmp_path, smol_tok, tiny_llama):
+    model, tok = tiny_llama
+    dialogues = _dialogues(smol_tok)
+    kw = dict(top_k=4, max_length=64, shard_size=2, model=model, tokenizer=tok)
+    single = R.compute_representations("tiny:llama", dialogues, tmp_path / "one", **kw)
+    first = R.compute_representations("tiny:llama", dialogues, tmp_path / "two", worker=(0, 2), **kw)
+    assert first is None  # shard 1 belongs to the other worker
+    assert [p.name for p in R.shard_folders(tmp_path / "two")] == ["shard-00000", "shard-00002"]
+    second = R.compute_representations("tiny:llama", dialogues, tmp_path / "two", worker=(1, 2),
+                                       **kw)
+    assert second.shards_computed == 1 and second.tokens == single.tokens
+    assert _shard_bytes(tmp_path / "one") == _shard_bytes(tmp_path / "two")
+    with pytest.raises(ValueError, match="worker must be"):
+        R.compute_representations("tiny:llama", dialogues, tmp_path / "x", worker=(2, 2), **kw)
+
+
 def test_changed_data_or_settings_are_refused_on_resume(tmp_path, smol_tok, tiny_llama):
     model, tok = tiny_llama
     dialogues = _dialogues(smol_tok, n=3)

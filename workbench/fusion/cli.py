@@ -1,7 +1,8 @@
 """`workbench fusechat ...`: run the pipeline, score one model, or align a text.
 
     workbench fusechat run --preset quick --until alignment -p data_size=16
-    workbench fusechat represent --preset paper --model Qwen/Qwen1.5-72B-Chat   # one per GPU
+    workbench fusechat represent --preset paper --model Qwen/Qwen1.5-72B-Chat --worker 0/4
+    # ... --worker 1/4, 2/4, 3/4 on the other GPUs (CUDA_VISIBLE_DEVICES), then `run` again
     workbench fusechat align-text --pivot smollm2-135m-instruct --source gemma3-270m "Hello"
 """
 
@@ -32,8 +33,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_represent(args: argparse.Namespace) -> int:
     from workbench.fusion.run import represent_one
 
-    st = represent_one(_config(args), args.model)
-    print(json.dumps(st, indent=1))
+    try:
+        i, n = (int(x) for x in args.worker.split("/"))
+    except ValueError:
+        raise ValueError(f"--worker must look like 0/4, got {args.worker!r}") from None
+    st = represent_one(_config(args), args.model, worker=(i, n))
+    print(json.dumps(st, indent=1) if st else f"worker {i}/{n} done; other shards still missing")
     return 0
 
 
@@ -62,6 +67,8 @@ def register(subparsers) -> None:
             c.add_argument("--until", default=None, help="stop after this stage")
         else:
             c.add_argument("--model", required=True, help="the pivot or one of the sources")
+            c.add_argument("--worker", default="0/1", metavar="I/N",
+                           help="compute every N-th shard starting at I (one process per GPU)")
         c.set_defaults(func=fn)
     a = sub.add_parser("align-text", help="align a text under two tokenizers (DTW groups)")
     a.add_argument("--pivot", required=True)

@@ -463,8 +463,17 @@ def compute_representations(model_name: str, dialogues: Sequence[Dialogue], out:
                             top_k: int = 10, max_length: int = 2048, batch_size: int = 8,
                             token_budget: int = 8192, shard_size: int = 1024,
                             device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                            model: Any = None, tokenizer: Any = None) -> ReprStats:
-    """Score `dialogues` with one model into `out/shard-*` (resumable); return its statistics."""
+                            model: Any = None, tokenizer: Any = None,
+                            worker: tuple[int, int] = (0, 1)) -> ReprStats | None:
+    """Score `dialogues` with one model into `out/shard-*` (resumable); return its statistics.
+
+    `worker=(i, n)`: this process computes only the shards s with s % n == i (n processes / GPUs
+    on one model, like the official 4-way split); it returns None while other workers' shards
+    are missing, the statistics once all shards exist.
+    """
+    i_worker, n_workers = worker
+    if not 0 <= i_worker < n_workers:
+        raise ValueError(f"worker must be (i, n) with 0 <= i < n, got {worker}")
     from datasets import load_from_disk
 
     t0 = time.time()
@@ -490,7 +499,7 @@ def compute_representations(model_name: str, dialogues: Sequence[Dialogue], out:
         if folder.exists():
             have = load_from_disk(str(folder))["id"]
             check_same_ids(have, [dialogues[i].id for i in idx], (f"{folder}", "the data plan"))
-        else:
+        elif s % n_workers == i_worker:
             todo.append(s)
     head_path = "reused"
     if todo:
@@ -519,6 +528,10 @@ def compute_representations(model_name: str, dialogues: Sequence[Dialogue], out:
                                "gold_ce": sc["gold_ce"],
                                "metric_ce": sequence_metric_ce(sc["gold_ce"].tolist(), labels)}
             write_shard(rows, out / f"{SHARD_PREFIX}{s:05d}", top_k)
+    if len(shard_folders(out)) < len(plan):  # other workers' shards still missing
+        log.info("%s: worker %d/%d done; %d of %d shards present", model_name, i_worker,
+                 n_workers, len(shard_folders(out)), len(plan))
+        return None
     ds = load_representations(out)
     tokens = sum(len(x) for x in ds["input_ids"])
     asst = sum(sum(1 for v in x if v != -100) for x in ds["labels"])

@@ -134,10 +134,12 @@ def stage_representations(ctx: FuseChatContext) -> dict[str, Any]:
     }
 
 
-def represent_one(cfg: FuseChatConfig, model: str) -> dict[str, Any]:
-    """Representations of ONE model of `cfg` into the run folder `run_fusechat(cfg)` uses (to
-    spread the models over processes / GPUs); the dialogues stage runs first if needed. A later
-    `run_fusechat(cfg)` reuses every finished shard."""
+def represent_one(cfg: FuseChatConfig, model: str, worker: tuple[int, int] = (0, 1)
+                  ) -> dict[str, Any] | None:
+    """Representations of ONE model of `cfg` (or, with `worker=(i, n)`, every n-th of its shards)
+    into the run folder `run_fusechat(cfg)` uses, to spread the work over processes / GPUs; the
+    dialogues stage runs first if needed. A later `run_fusechat(cfg)` reuses every finished shard.
+    Returns the model's statistics, or None while other workers' shards are missing."""
     if model not in cfg.models:
         raise ValueError(f"model {model!r} is not in the config; pivot + sources: "
                          f"{', '.join(cfg.models)}")
@@ -145,18 +147,19 @@ def represent_one(cfg: FuseChatConfig, model: str) -> dict[str, Any]:
     ctx = FuseChatContext(cfg, run)
     if not stage_path(run, "dialogues").exists():
         write_json(stage_path(run, "dialogues"), stage_dialogues(ctx))
-    return _represent(ctx, model)
+    return _represent(ctx, model, worker)
 
 
-def _represent(ctx: FuseChatContext, model: str) -> dict[str, Any]:
+def _represent(ctx: FuseChatContext, model: str, worker: tuple[int, int] = (0, 1)
+               ) -> dict[str, Any] | None:
     cfg = ctx.cfg
     device = resolve_device(cfg.device)
     st = R.compute_representations(
         model, R.load_dialogues(ctx.dialogues_path), ctx.repr_dir(model), top_k=cfg.top_k,
         max_length=cfg.max_length, batch_size=cfg.repr_batch_size,
         token_budget=cfg.token_budget, shard_size=cfg.shard_size, device=device,
-        dtype=resolve_dtype(cfg.dtype, device))
-    return asdict(st)
+        dtype=resolve_dtype(cfg.dtype, device), worker=worker)
+    return None if st is None else asdict(st)
 
 
 def _check_all_ids(ctx: FuseChatContext) -> None:
