@@ -233,6 +233,7 @@ def test_one_to_one_suffix_maps_candidates_drops_unmapped_and_dedupes():
     assert out.topk_logits[0].tolist() == [3.0, float("-inf"), float("-inf")]
     assert out.topk_ids[1].tolist() == [0, 1, 2]
     assert out.source_rows == [0, 1]
+    assert out.candidate_counts.tolist() == [5, 0, 1]  # exact texts, via the map, dropped
 
 
 def test_source_ids_past_the_tokenizer_are_dropped():
@@ -295,8 +296,10 @@ def test_mined_rule_accepts_mapped_one_to_one():
     # ED(zz, a) = 2 ... lowest id "a" (0): so the rule fails for pivot "x" and passes for "a"
     vmap = build_vocab_map("mined", S2, P2)
     assert vmap[5] == 0
-    ok = _align([0], [5], [[0]], [[4, 0, 1]], "mined", vmap=vmap)
+    ok = _align([0], [5], [[0]], [[5, 0, 1]], "mined", vmap=vmap)
     assert ok.align_kind.tolist() == [ONE_TO_ONE]
+    assert ok.topk_ids[0].tolist() == [0, 1, 2]  # zz -> "a" through the map
+    assert ok.candidate_counts.tolist() == [2, 1, 0]
     bad = _align([5], [5], [[0]], [[4, 0, 1]], "mined", vmap=vmap)
     assert bad.align_kind.tolist() == [FALLBACK]
 

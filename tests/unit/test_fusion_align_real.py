@@ -105,6 +105,8 @@ def test_mixed_sample_every_pivot_position_aligned_or_documented_fallback(toks, 
         assert (ids[one_hot, 0] == nxt[one_hot]).all() and (logits[one_hot, 0] == 1.0).all()
         assert (ids[one_hot, 1:] == PAD_ID).all()
         assert (ids[fb & ~one_hot] == PAD_ID).all()
+        shares = [stats[f"candidates_{k}"] for k in ("exact", "via_map", "dropped")]
+        assert sum(shares) == pytest.approx(1) and 0 < stats["top1_is_gold"] <= 1
     # off-by-one: where the source's next token is the pivot's next token (same text), the
     # aligned top-1 is exactly that pivot token
     ds, _ = align_representations(P, S, piv_tok, src_tok, "ms")

@@ -33,7 +33,14 @@ from workbench.fusion.align.distribution import (
 from workbench.fusion.align.dtw import DTWOptions, dtw, dtw_align
 from workbench.fusion.align.normalize import TokenTexts, display_text, token_texts
 from workbench.fusion.align.vocab import VOCAB_MAPS, VocabMap, build_vocab_map, cooccurrence_counts
-from workbench.fusion.formats import ALIGN_KINDS, ALIGNED_COLUMNS, PAD_ID, REPR_COLUMNS, SAME_VOCAB
+from workbench.fusion.formats import (
+    ALIGN_KINDS,
+    ALIGNED_COLUMNS,
+    FALLBACK,
+    PAD_ID,
+    REPR_COLUMNS,
+    SAME_VOCAB,
+)
 
 log = logging.getLogger(__name__)
 
@@ -191,8 +198,11 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
             as-is with ``align_kind`` SAME_VOCAB (official ``replace_model.py``).
 
     Returns:
-        (aligned dataset in the ``ALIGNED_COLUMNS`` format, :func:`alignment_stats` dict with
-        ``vocab_map`` and the map's info added).
+        (aligned dataset in the ``ALIGNED_COLUMNS`` format, :func:`alignment_stats` dict plus
+        ``vocab_map``, ``map_info``, ``rules``; ``candidates_exact`` / ``candidates_via_map`` /
+        ``candidates_dropped``: how the source top-K entries of the matched rows reached the pivot
+        vocabulary; ``top1_is_gold``: share of matched positions whose aligned top-1 is the pivot's
+        gold next token, a quality check of the alignment).
     """
     piv, src = token_texts(pivot_tokenizer), token_texts(source_tokenizer)
     for name, size in (("pivot", len(piv)), ("source", len(src))):
@@ -238,9 +248,15 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
     if rules is None:
         rules = official_rules(vmap.name) if vmap.name in VOCAB_MAPS else AlignRules()
     cand = candidate_table(vmap)
+    cand_counts = np.zeros(3, dtype=np.int64)
+    gold_hits = gold_n = 0
     for p, s, groups in track(rows, desc=f"align ({vmap.name})"):
         out = align_distributions(p["input_ids"], s["input_ids"], s["topk_ids"],
                                   s["topk_logits"], groups, vmap, rules, cand, k)
+        cand_counts += out.candidate_counts
+        matched = np.flatnonzero(out.align_kind[:-1] != FALLBACK)
+        gold_n += matched.size
+        gold_hits += int((out.topk_ids[matched, 0] == np.asarray(p["input_ids"])[matched + 1]).sum())
         for c in ("id", "input_ids", "labels"):
             cols[c].append(p[c])
         cols["topk_ids"].append(out.topk_ids.tolist())
@@ -249,7 +265,13 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
         cols["metric_ce"].append(s["metric_ce"])
     ds = Dataset.from_dict(cols, features=ALIGNED_FEATURES)
     stats = alignment_stats(cols["align_kind"], cols["topk_ids"])
-    stats.update(vocab_map=vmap.name, map_info=dict(vmap.info), rules=rules.__dict__.copy())
+    total = int(cand_counts.sum())
+    stats.update(
+        vocab_map=vmap.name, map_info=dict(vmap.info), rules=rules.__dict__.copy(),
+        candidates_exact=float(cand_counts[0] / total) if total else 0.0,
+        candidates_via_map=float(cand_counts[1] / total) if total else 0.0,
+        candidates_dropped=float(cand_counts[2] / total) if total else 0.0,
+        top1_is_gold=float(gold_hits / gold_n) if gold_n else 0.0)
     return ds, stats
 
 

@@ -81,18 +81,25 @@ class AlignedSample:
     topk_logits: np.ndarray  # L x K float32, PAD_LOGIT padded
     align_kind: np.ndarray  # L int8
     source_rows: list[int | None]  # the source row used per pivot position (None: fallback)
+    # over the source top-K entries of the rows used: [same text in the pivot vocab, mapped
+    # through the vocab map, dropped (no mapping)]
+    candidate_counts: np.ndarray | None = None
+
+
+def _tables(vmap: VocabMap) -> tuple[np.ndarray, np.ndarray]:
+    cached = vmap.__dict__.get("_candidates")
+    if cached is not None and cached[0] is vmap.source_to_pivot:
+        return cached[1], cached[2]
+    exact = np.fromiter((vmap.pivot.text_to_id.get(t, -1) for t in vmap.source.texts),
+                        dtype=np.int64, count=len(vmap.source))
+    table = np.where(exact >= 0, exact, vmap.source_to_pivot)
+    vmap.__dict__["_candidates"] = (vmap.source_to_pivot, table, exact >= 0)
+    return table, exact >= 0
 
 
 def candidate_table(vmap: VocabMap) -> np.ndarray:
     """Per source id: exact-text pivot id, else the vocab map's id (-1: drop). Cached on the map."""
-    cached = vmap.__dict__.get("_candidates")
-    if cached is not None and cached[0] is vmap.source_to_pivot:
-        return cached[1]
-    exact = np.fromiter((vmap.pivot.text_to_id.get(t, -1) for t in vmap.source.texts),
-                        dtype=np.int64, count=len(vmap.source))
-    table = np.where(exact >= 0, exact, vmap.source_to_pivot)
-    vmap.__dict__["_candidates"] = (vmap.source_to_pivot, table)
-    return table
+    return _tables(vmap)[0]
 
 
 def decompose(target: bytes, pieces: list[bytes]) -> list[int]:
@@ -152,10 +159,14 @@ def align_distributions(pivot_ids: list[int], source_ids: list[int],
     s_bytes = [to_bytes(t) for t in s_text]
     p_strip = [b.replace(b" ", b"") for b in p_bytes]
     s_strip = [b.replace(b" ", b"") for b in s_bytes]
-    mapped_all = None
+    mapped_all = exact_all = None
+    is_exact = _tables(vmap)[1] if len(cand) == len(src) else np.zeros(len(cand), dtype=bool)
     if s_ids.size:  # ids past the tokenizer (padded model vocabularies) have no text: dropped
         ok = (s_ids >= 0) & (s_ids < len(cand))
-        mapped_all = np.where(ok, cand[np.where(ok, s_ids, 0)], -1)
+        safe = np.where(ok, s_ids, 0)
+        mapped_all = np.where(ok, cand[safe], -1)
+        exact_all = ok & is_exact[safe]
+    counts = np.zeros(3, dtype=np.int64)
     nxt = list(pivot_ids[1:]) + ([pivot_ids[-1]] if L else [])
     for i, group in enumerate(groups):
         j, partial = None, False
@@ -173,6 +184,10 @@ def align_distributions(pivot_ids: list[int], source_ids: list[int],
             j, partial = _one_to_many(p_strip[i], group, s_strip, rules)
             kind = ONE_TO_MANY
         if j is not None:
+            valid = s_ids[j] != PAD_ID
+            counts += [int((exact_all[j] & valid).sum()),
+                       int((~exact_all[j] & (mapped_all[j] >= 0) & valid).sum()),
+                       int(((mapped_all[j] < 0) & valid).sum())]
             seen: set[int] = set()
             col = 0
             for pid, logit in zip(mapped_all[j].tolist(), s_logits[j].tolist(), strict=True):
@@ -191,4 +206,4 @@ def align_distributions(pivot_ids: list[int], source_ids: list[int],
             continue
         out_ids[i, 0] = nxt[i]
         out_logits[i, 0] = 1.0
-    return AlignedSample(out_ids, out_logits, kinds, rows)
+    return AlignedSample(out_ids, out_logits, kinds, rows, counts)
