@@ -113,7 +113,8 @@ def test_run_writes_rounds_reports_and_resumes_identically(tmp_path, monkeypatch
     # the round's data is on disk; a reviser that never revises is reported, not hidden
     for r in (1, 2):
         rows = read_json(full.run_dir / "artifacts" / f"round{r}_data.json")["rows"]
-        assert len(rows) == 2 and {"prompt", "response", "decision", "revised"} <= set(rows[0])
+        assert len(rows) == 2 and {"prompt", "response", "decision", "revised",
+                                    "reviser_output"} <= set(rows[0])
     never = m["never_revised_rounds"]
     assert all(any(f"round {r}: the reviser revised none" in w for w in m["warnings"])
                for r in never)

@@ -136,12 +136,15 @@ def generate_chat(model, tokenizer, user_texts: list[str] | list[list[dict[str, 
 
 
 def revise(reviser, tokenizer, prompts: list[str], responses: list[str], *,
-           max_new_tokens: int = 128, batch_size: int = 8) -> list[ParsedRevision]:
-    """Run the reviser (greedy) on (prompt, response) pairs and parse its outputs."""
+           max_new_tokens: int = 128, batch_size: int = 8, return_raw: bool = False):
+    """Run the reviser (greedy) on (prompt, response) pairs and parse its outputs.
+    Returns the parsed revisions, or (parsed, raw outputs) with ``return_raw``."""
     inputs = [format_reviser_prompt(p, r) for p, r in zip(prompts, responses, strict=True)]
     raw = generate_chat(reviser, tokenizer, inputs, max_new_tokens=max_new_tokens,
                         do_sample=False, batch_size=batch_size)
-    return [parse_reviser_output(t, r) for t, r in zip(raw, responses, strict=True)]
+    parsed: list[ParsedRevision] = [parse_reviser_output(t, r)
+                                    for t, r in zip(raw, responses, strict=True)]
+    return (parsed, raw) if return_raw else parsed
 
 
 def sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts: list[str], *,
@@ -149,7 +152,8 @@ def sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts: list[st
                       reviser_max_new_tokens: int = 128) -> tuple[list[dict[str, Any]], dict]:
     """First half of a SEFT round: the policy's sampled responses (internal evolution) or the given
     external ones, revised by the reviser. Returns (rows, stats); rows are the round's data
-    (prompt, response, decision, revised, malformed), stats from :func:`summarize_revisions`."""
+    (prompt, response, decision, revised, malformed, reviser_output), stats from
+    :func:`summarize_revisions`."""
     if not prompts:
         raise ValueError("SEFT round: the prompt pool is empty (no unlabelled prompts left)")
     if external_responses is not None:
@@ -158,14 +162,15 @@ def sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts: list[st
         responses = list(external_responses)
     else:
         responses = generate_chat(policy, policy_tok, prompts, max_new_tokens=max_new_tokens)
-    parsed = revise(reviser, reviser_tok, prompts, responses,
-                    max_new_tokens=reviser_max_new_tokens)
+    parsed, raw = revise(reviser, reviser_tok, prompts, responses,
+                         max_new_tokens=reviser_max_new_tokens, return_raw=True)
     stats = summarize_revisions(parsed)
     if stats["never_revised"]:
         log.warning("SEFT round: the reviser revised none of %d responses (%d malformed)",
                     stats["n"], stats["n_malformed"])
     rows = [{"prompt": p, "response": r, "decision": q.decision, "revised": q.response,
-             "malformed": q.malformed} for p, r, q in zip(prompts, responses, parsed, strict=True)]
+             "malformed": q.malformed, "reviser_output": o}
+            for p, r, q, o in zip(prompts, responses, parsed, raw, strict=True)]
     return rows, stats
 
 
