@@ -14,3 +14,11 @@ def test_normalize_pref_accepts_both_key_styles():
     assert (r["chosen_response"], r["rejected_response"]) == ("c", "r")
     r = _normalize_pref({"prompt": "p", "chosen_response": "c2", "chosen": "x", "rejected": None})
     assert r["chosen_response"] == "c2" and r.get("rejected_response") is None
+
+
+def test_judge_warnings_unparsed_and_forced():
+    from workbench.seft.run import judge_warnings
+    ok = [{"n_ratings": 4, "n_unparsed": 0, "n_forced_ratings": 1}]
+    assert judge_warnings(ok) == []
+    w = judge_warnings([{"n_ratings": 4, "n_unparsed": 1, "n_forced_ratings": 3}])
+    assert len(w) == 2 and "1 of 4" in w[0] and "3 of 4" in w[1] and "forced" in w[1]

@@ -218,7 +218,7 @@ def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
                "win_rate_vs_sft": (0.5 if name == "SFT" else None) if wr is None
                else wr["win_rate"],
                "n_ratings": mt.get("n", 0), "n_unparsed": mt.get("n_unparsed", 0),
-               "n_loose": mt.get("n_loose", 0),
+               "n_loose": mt.get("n_loose", 0), "n_forced_ratings": mt.get("n_forced", 0),
                "n_forced": mt.get("n_forced", 0) + (wr or {}).get("n_forced", 0),
                "n_pair_errors": (wr or {}).get("error", 0)}
         if pairwise:
@@ -227,6 +227,23 @@ def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
                 else pw["win_rate"]
         table.append(row)
     return table
+
+
+def judge_warnings(table: list[dict[str, Any]]) -> list[str]:
+    """Say when the judge's ratings are not what MT-Bench assumes: unparseable ones (left out), and
+    ratings mostly obtained by forced continuation (a judge that does not follow the format; the
+    prompts' own example is ``[[5]]``, which such a judge tends to echo)."""
+    out = []
+    n = sum(r["n_ratings"] for r in table)
+    bad = sum(r["n_unparsed"] for r in table)
+    forced = sum(r.get("n_forced_ratings", 0) for r in table)
+    if bad:
+        out.append(f"judge: {bad} of {n} MT-Bench ratings unparseable (excluded from the means, "
+                   "not imputed)")
+    if n and forced * 2 > n:
+        out.append(f"judge: {forced} of {n} MT-Bench ratings came from forced continuation (the "
+                   "judge did not write a rating itself): the scores carry little or no signal")
+    return out
 
 
 def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None = None,
@@ -246,7 +263,7 @@ def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None
                           judge_prompts=load_judge_prompts(), pairwise=pairwise)
     write_json(run_dir / "artifacts" / f"table-{_slug(j.name)}.json",
                _nan_to_none({"judge": j.name, "judge_note": WEAK_JUDGE_NOTE if is_weak(j) else "",
-                             "table": table}))
+                             "table": table, "warnings": judge_warnings(table)}))
     return _nan_to_none(table)
 
 
@@ -417,10 +434,7 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
     judge = _make_judge(cfg.judge, cfg.judge_model, cfg.judge_max_new_tokens, cfg.judge_batch_size)
     table = judge_answers(judge, answers, run.artifacts / "judgments", judge_prompts=jp,
                           pairwise=cfg.mtbench_pairwise)
-    n_unparsed = sum(r["n_unparsed"] for r in table)
-    if n_unparsed:
-        warnings.append(f"judge: {n_unparsed} of {sum(r['n_ratings'] for r in table)} MT-Bench "
-                        "ratings unparseable (excluded from the means, not imputed)")
+    warnings += judge_warnings(table)
 
     never = [s["round"] for s in rounds if s.get("never_revised")]
     metrics = {
