@@ -117,12 +117,13 @@ class Scorer:
         vals: list[float] = []
         stores: list[dict[int, torch.Tensor] | None] = [None] * len(self.batches)
         nlls: list[torch.Tensor | None] = [None] * len(self.batches)
-        for k in order:
+        for n, k in enumerate(order, 1):
             store = {} if capture else None
             nlls[k] = self._run(k, start if self.fast else 0, store)
             stores[k] = store
             vals.extend(nlls[k].tolist())
-            if self.fast and math.fsum(vals) > bound:
+            # abandon only while rows remain: a complete total is kept (it loses the comparison)
+            if self.fast and n < len(order) and math.fsum(vals) > bound:
                 self.last_partial = math.fsum(vals) / len(vals)
                 return None, None
         return math.fsum(vals), (list(zip(stores, nlls, strict=True)) if capture else None)
