@@ -16,6 +16,13 @@ from workbench.common.config import RunConfig
 
 VOCAB_MAPS = ("em", "mined", "ms")
 FUSE_LOSSES = ("ce", "kl")
+# choices of the alignment quirk switches (the values workbench.fusion.align accepts)
+ALIGN_CHOICES = {"dtw_tie_order": ("diag_left_up", "diag_up_left"),
+                 "align_unit": ("byte", "char"), "ms_count_rule": ("multiply", "divide"),
+                 "ms_no_candidate": ("unk", "drop"), "empty_row": ("keep", "one_hot")}
+# every config field the token alignment depends on (run.py passes them to workbench.fusion.align)
+ALIGN_FIELDS = ("dtw_tie_order", "dtw_empty_fallback", "dtw_substring_weight", "align_unit",
+                "ms_count_rule", "ms_no_candidate", "empty_row", "empty_suffix_matches")
 
 
 def _f(default, help_: str):
@@ -44,6 +51,35 @@ class FuseChatConfig(RunConfig):
     vocab_map: str = _f("ms", "vocab map used for the fusion targets: em | mined | ms")
     compare_vocab_maps: tuple[str, ...] = _f(
         VOCAB_MAPS, "vocab maps aligned and compared in the stats table (must include vocab_map)")
+    # official-code quirks of the token alignment (workbench.fusion.align); default = official
+    dtw_tie_order: str = _f(
+        "diag_left_up", "DTW backtracking order on equal costs: diag_left_up (newest official "
+        "FuseChat code) | diag_up_left (FuseLLM and the first FuseChat release)")
+    dtw_empty_fallback: bool = _f(
+        True, "DTW cost: when a text is empty after stripping the word-boundary marker, compare "
+              "the unstripped texts (newest official code); false: compare the empty text (first "
+              "release)")
+    dtw_substring_weight: bool = _f(
+        False, "DTW cost x0.1 when one stripped text contains the other (first release only; "
+                "off in the newest official code)")
+    align_unit: str = _f(
+        "byte", "edit-distance unit for DTW, mined and ms: byte (ours: UTF-8 bytes, so a split "
+                "character still lines up) | char (canonical text characters; the official code "
+                "compares raw vocabulary strings)")
+    ms_count_rule: str = _f(
+        "multiply", "ms map score ED * w * sigmoid(count): multiply (official: among equal "
+                    "distances the LESS frequent pair wins) | divide (ED * w / sigmoid: the more "
+                    "frequent pair wins)")
+    ms_no_candidate: str = _f(
+        "unk", "ms map for a source token with no co-occurring pivot token: unk (official: the "
+               "pivot's unk, else eos) | drop (no mapping: its top-K entries are dropped)")
+    empty_row: str = _f(
+        "keep", "aligned row whose match is partial or loses every candidate in the vocab map: "
+                "keep it empty (official; training uses the pivot's own distribution there) | "
+                "one_hot (one-hot on the pivot's gold next token)")
+    empty_suffix_matches: bool = _f(
+        True, "1->n groups: a whitespace-only source token (empty after stripping) suffix-matches "
+              "any pivot text, as in the official code (s.endswith('')); false skips it")
 
     # ---- part 2: fusion training (used by workbench.fusion.train) ---------------------------
     lam: float = _f(0.9, "lambda: L = lam * SFT + (1 - lam) * fusion loss (paper: 0.9)")
@@ -88,6 +124,10 @@ class FuseChatConfig(RunConfig):
         if self.vocab_map not in self.compare_vocab_maps:
             raise ValueError(f"vocab_map {self.vocab_map!r} must be one of compare_vocab_maps "
                              f"{self.compare_vocab_maps}")
+        for name, allowed in ALIGN_CHOICES.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"FuseChatConfig.{name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, name)!r}")
         if self.fuse_loss not in FUSE_LOSSES:
             raise ValueError(f"fuse_loss must be ce|kl, got {self.fuse_loss!r}")
         if not 0.0 <= self.lam <= 1.0:
