@@ -16,6 +16,7 @@ all summaries' `metrics` entries, written last.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import gc
 import logging
@@ -29,7 +30,7 @@ from typing import Any
 from workbench.common import RunDir, load_tokenizer, resolve_device, resolve_dtype, seed_everything
 from workbench.common.io import read_json, write_json
 from workbench.fusion import represent as R
-from workbench.fusion.config import FuseChatConfig
+from workbench.fusion.config import ALIGN_FIELDS, FuseChatConfig
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,9 @@ class FuseChatContext:
     cfg: FuseChatConfig
     run: RunDir
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # stages re-run because an earlier stage's recorded settings changed (see `run_fusechat`):
+    # their own finished-file caches are stale
+    redo: set[str] = field(default_factory=set)
     _tokenizers: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # ---- layout -------------------------------------------------------------------------
@@ -85,6 +89,9 @@ class Stage:
     name: str
     fn: Callable[[FuseChatContext], dict[str, Any]]
     doc: str = ""
+    # config fields the stage's output depends on beyond the run folder's identity: recorded in
+    # its summary; a finished stage whose recorded values differ is re-run with every later stage
+    config_keys: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------
@@ -170,6 +177,39 @@ def _check_all_ids(ctx: FuseChatContext) -> None:
 
 
 
+# the alignment switches of the config (official-code quirks), as workbench.fusion.align takes them
+DTW_FIELDS = ("dtw_tie_order", "dtw_empty_fallback", "dtw_substring_weight", "align_unit")
+
+
+def align_settings(cfg: FuseChatConfig, fields: tuple[str, ...] = ALIGN_FIELDS) -> dict[str, Any]:
+    """`{field: value}` of the config's alignment switches (recorded next to their outputs)."""
+    return {k: getattr(cfg, k) for k in fields}
+
+
+def dtw_options(cfg: FuseChatConfig):
+    """`DTWOptions` from the config: the same for the ms counts and every alignment."""
+    from workbench.fusion import align as A
+
+    return A.DTWOptions(tie_order=cfg.dtw_tie_order, empty_fallback=cfg.dtw_empty_fallback,
+                        substring_weight=cfg.dtw_substring_weight, unit=cfg.align_unit)
+
+
+def vocab_map_kwargs(cfg: FuseChatConfig, kind: str) -> dict[str, Any]:
+    """Builder options of vocab map `kind` from the config (em has none)."""
+    if kind == "ms":
+        return {"count_rule": cfg.ms_count_rule, "no_candidate": cfg.ms_no_candidate,
+                "unit": cfg.align_unit}
+    return {"unit": cfg.align_unit} if kind == "mined" else {}
+
+
+def align_rules(cfg: FuseChatConfig, kind: str):
+    """The official distribution-alignment rules of map `kind`, with the config's switches."""
+    from workbench.fusion import align as A
+
+    return dataclasses.replace(A.official_rules(kind), empty_row=cfg.empty_row,
+                               empty_suffix_matches=cfg.empty_suffix_matches)
+
+
 def stage_cooccurrence(ctx: FuseChatContext) -> dict[str, Any]:
     """Per source, the `ms` co-occurrence counts C[pivot id, source id] over the whole corpus."""
     from workbench.fusion import align as A
@@ -180,12 +220,16 @@ def stage_cooccurrence(ctx: FuseChatContext) -> dict[str, Any]:
         return {"counts": out, "metrics": {}}
     ptok = ctx.tokenizer(cfg.pivot)
     pivot_ds = ctx.representations(cfg.pivot)
+    settings = align_settings(cfg, DTW_FIELDS)
     for src in cfg.sources:
         path = ctx.counts_path(src)
+        made_with = path.with_suffix(".settings.json")  # DTW switches the counts were made with
         t0 = time.time()
-        if not path.exists():
-            counts = A.ms_counts(pivot_ds, ctx.representations(src), ptok, ctx.tokenizer(src))
+        if not (path.exists() and made_with.exists() and read_json(made_with) == settings):
+            counts = A.ms_counts(pivot_ds, ctx.representations(src), ptok, ctx.tokenizer(src),
+                                 options=dtw_options(cfg))
             A.save_counts(counts, path)
+            write_json(made_with, settings)
         counts = A.load_counts(path)
         sec = time.time() - t0
         out[src] = {"path": str(path.relative_to(ctx.run.path)), "pairs": int(counts.sum()),
@@ -206,6 +250,7 @@ def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
     ptok = ctx.tokenizer(cfg.pivot)
     pivot_ds = ctx.representations(cfg.pivot)
     table, details = [], {}
+    settings = align_settings(cfg)
     for src in cfg.sources:
         stok = ctx.tokenizer(src)
         source_ds = ctx.representations(src)
@@ -213,13 +258,14 @@ def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
         for kind in cfg.compare_vocab_maps:
             folder = ctx.aligned_dir(src, kind)
             stats_path = folder.parent / f"{kind}.stats.json"
-            if folder.exists() and stats_path.exists():  # finished before a kill
-                stats = read_json(stats_path)
-            else:
+            stats = read_json(stats_path) if folder.exists() and stats_path.exists() else None
+            if stats is None or stats.get("align_settings") != settings:  # else: done before a kill
                 t0 = time.time()
                 aligned, stats = A.align_representations(
-                    pivot_ds, source_ds, ptok, stok, kind, counts=counts if kind == "ms" else None)
-                stats = {**stats, "seconds": time.time() - t0}
+                    pivot_ds, source_ds, ptok, stok, kind, counts=counts if kind == "ms" else None,
+                    rules=align_rules(cfg, kind), options=dtw_options(cfg),
+                    map_kwargs=vocab_map_kwargs(cfg, kind))
+                stats = {**stats, "seconds": time.time() - t0, "align_settings": settings}
                 tmp = folder.parent / f".{kind}.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
                 aligned.save_to_disk(str(tmp))
@@ -238,8 +284,9 @@ def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
 PART1_STAGES: tuple[Stage, ...] = (
     Stage("dialogues", stage_dialogues, "render + cut the chat data once"),
     Stage("representations", stage_representations, "teacher-forced top-K per model"),
-    Stage("cooccurrence", stage_cooccurrence, "ms co-occurrence counts over the corpus"),
-    Stage("alignment", stage_alignment, "aligned source representations + stats"),
+    Stage("cooccurrence", stage_cooccurrence, "ms co-occurrence counts over the corpus",
+          DTW_FIELDS),
+    Stage("alignment", stage_alignment, "aligned source representations + stats", ALIGN_FIELDS),
 )
 
 # part 2 (workbench.fusion.train.pipeline): targets, baselines, merges, evaluation
@@ -277,13 +324,22 @@ def run_fusechat(cfg: FuseChatConfig, stages: list[Stage] | tuple[Stage, ...] | 
     timings, cpu = {}, {}
     for st in stages:
         path = stage_path(run, st.name)
-        if path.exists():
+        keys = {k: getattr(cfg, k) for k in st.config_keys}
+        done = path.exists() and st.name not in ctx.redo
+        if done and keys and read_json(path).get("config_keys") != keys:
+            log.warning("stage %s: finished with other settings than %s; re-running it and every "
+                        "later stage", st.name, keys)
+            done = False
+            ctx.redo.update(s.name for s in stages[names.index(st.name):])
+        if done:
             ctx.summaries[st.name] = read_json(path)
             log.info("stage %s: done before, skipped", st.name)
         else:
             log.info("stage %s: %s", st.name, st.doc)
             t1, c1 = time.time(), time.process_time()
             summary = st.fn(ctx)
+            if keys:
+                summary["config_keys"] = keys
             summary["seconds"] = time.time() - t1
             summary["cpu_seconds"] = time.process_time() - c1  # all threads of this process
             write_json(path, summary)
@@ -317,5 +373,7 @@ def sample_text_alignment(run_dir: str | Path, source: str, index: int = 0,
         raise ValueError(f"index {index} out of range: the run has {len(dialogues)} dialogues")
     d = dialogues[index]
     a, b = d.spans[0]
+    run_cfg = FuseChatConfig.from_dict({k: v for k, v in cfg.items()
+                                        if k in FuseChatConfig.field_names()})
     return A.align_text(d.text[a:b][:max_chars], cached_tokenizer(cfg["pivot"]),
-                        cached_tokenizer(source))
+                        cached_tokenizer(source), options=dtw_options(run_cfg))
