@@ -90,6 +90,23 @@ def test_rerun_skips_finished_stages_and_resumes_a_lost_one(smoke):
     assert strip(again.metrics["table"]) == strip(first)
 
 
+def test_changed_alignment_switch_redoes_the_alignment_only(smoke, tmp_path):
+    """Same run folder (run_name), one alignment switch flipped: the alignment is redone with it,
+    the representations and the DTW-only ms counts are kept."""
+    cfg, res = smoke
+    shutil.copytree(res.run_dir, tmp_path / "fusechat" / "flipped")
+    flipped = cfg.replace(output_dir=str(tmp_path), run_name="flipped", empty_row="one_hot")
+    again = run_fusechat(flipped, until="alignment")
+    for st in ("representations", "cooccurrence"):  # recorded once, skipped now
+        assert again.metrics["stage_seconds"][st] == res.metrics["stage_seconds"][st]
+    assert again.summaries["alignment"]["config_keys"]["empty_row"] == "one_hot"
+    before = {(r["source"], r["vocab_map"]): r for r in res.metrics["table"]}
+    for r in again.metrics["table"]:
+        assert r["empty_rows"] == 0.0  # one_hot: every row has a candidate
+        assert r["fallback"] == pytest.approx(before[(r["source"], r["vocab_map"])]["fallback"])
+    assert any(r["empty_rows"] > 0 for r in before.values())  # official: some rows stay empty
+
+
 def test_bad_config_is_a_one_line_error():
     with pytest.raises(ValueError, match="vocab map 'exact' unknown"):
         FuseChatConfig.from_preset("smoke", vocab_map="exact")
