@@ -22,3 +22,11 @@ def test_judge_warnings_unparsed_and_forced():
     assert judge_warnings(ok) == []
     w = judge_warnings([{"n_ratings": 4, "n_unparsed": 1, "n_forced_ratings": 3}])
     assert len(w) == 2 and "1 of 4" in w[0] and "3 of 4" in w[1] and "forced" in w[1]
+
+
+def test_same_answers_share():
+    from workbench.seft.run import _same_share
+    sft = {"eval": ["a", "b"], "mtbench": [{"answers": ["c", "d"]}]}
+    other = {"eval": ["a", "x"], "mtbench": [{"answers": ["c", "y"]}]}
+    assert _same_share(other, sft) == 0.5 and _same_share(sft, sft) == 1.0
+    assert _same_share(other, None) is None

@@ -24,7 +24,7 @@ def test_paper_rows_layout():
     rows = paper_rows(T)
     assert [r["Model"] for r in rows] == ["SFT", "DPO", "ORPO", "SEFT round 1", "SEFT round 2"]
     assert list(rows[0]) == ["Model", "MT-Bench 1st turn", "MT-Bench 2nd turn", "MT-Bench avg",
-                             "Win rate vs SFT", "unparsed / forced"]
+                             "Win rate vs SFT", "unparsed / forced", "same answers as SFT"]
     assert rows[-1]["unparsed / forced"] == "1 / 2" and rows[1]["MT-Bench 2nd turn"] is None
 
 

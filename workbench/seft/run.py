@@ -185,6 +185,19 @@ def _make_judge(kind: str, name: str | None, max_new_tokens: int, batch_size: in
                                      if local else {}))
 
 
+def _all_answers(ans: dict[str, Any]) -> list[str]:
+    return list(ans["eval"]) + [a for q in ans["mtbench"] for a in q["answers"]]
+
+
+def _same_share(ans: dict[str, Any], sft: dict[str, Any] | None) -> float | None:
+    """Share of a model's answers (held-out + MT-Bench turns) identical to SFT's: a model that
+    barely moved from its start answers like the others, and a 0.5 win rate then means nothing."""
+    if sft is None:
+        return None
+    a, b = _all_answers(ans), _all_answers(sft)
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a) if a else None
+
+
 def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
                   judge_prompts: dict | None = None, pairwise: bool = False
                   ) -> list[dict[str, Any]]:
@@ -220,7 +233,8 @@ def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
                "n_ratings": mt.get("n", 0), "n_unparsed": mt.get("n_unparsed", 0),
                "n_loose": mt.get("n_loose", 0), "n_forced_ratings": mt.get("n_forced", 0),
                "n_forced": mt.get("n_forced", 0) + (wr or {}).get("n_forced", 0),
-               "n_pair_errors": (wr or {}).get("error", 0)}
+               "n_pair_errors": (wr or {}).get("error", 0),
+               "same_answers_as_sft": _same_share(ans, answers.get("SFT"))}
         if pairwise:
             pw = j.get("mtbench_pairwise")
             row["mtbench_win_rate_vs_sft"] = (0.5 if name == "SFT" else None) if pw is None \

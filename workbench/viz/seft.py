@@ -29,6 +29,7 @@ def paper_rows(table: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in sorted(table, key=lambda r: _order(r["model"])):
         row = {label: r.get(k) for k, label in PAPER_COLUMNS.items()}
         row["unparsed / forced"] = f"{r.get('n_unparsed', 0)} / {r.get('n_forced', 0)}"
+        row["same answers as SFT"] = r.get("same_answers_as_sft")
         out.append(row)
     return out
 
