@@ -79,6 +79,15 @@ def test_cli_evaluate(run_dir, tmp_path, capsys):
     assert main(["spans", "evaluate", "--run", str(run_dir.path), "--data", str(good), "--member", "cls-crf",
                  "--int8", "--extend-words"]) == 0
     assert "char F1" in capsys.readouterr().out
+    assert main(["spans", "evaluate", "--run", str(run_dir.path), "--data", str(good), "--min-votes", "1"]) == 0
+    assert "char F1" in capsys.readouterr().out
+
+
+def test_min_votes_union_contains_majority(run_dir):
+    texts = ["you are an idiot and a moron", "go away loser"]
+    union = load_predictor(run_dir.path, min_votes=1).predict_spans(texts)
+    both = load_predictor(run_dir.path).predict_spans(texts)  # 2 members: majority = both
+    assert all(set(b) <= set(u) for b, u in zip(both, union, strict=True))
 
 
 def test_int8_and_extend_words_predictor(run_dir):

@@ -48,13 +48,13 @@ def predict(text: str, run: str | None, member: str, gold: list[int] | None = No
     if not text.strip():
         return (*empty, "Empty text: nothing to tag.")
     pred = _predictor(run, bool(int8))
+    m = read_json(Path(run) / "metrics.json") if (Path(run) / "metrics.json").exists() else {}
     if member in pred.members:
         names = [member]
-    else:  # the run's ensemble: its voters (metrics.json), else every member
-        voters = read_json(Path(run) / "metrics.json").get("voters") if (Path(run) / "metrics.json").exists() else None
-        names = [n for n in voters or [] if n in pred.members] or list(pred.members)
+    else:  # the run's ensemble: its voters and threshold (metrics.json), else every member, majority
+        names = [n for n in m.get("voters") or [] if n in pred.members] or list(pred.members)
     outs = {n: pred.predict_member(n, [text], return_probs=True) for n in names}
-    spans = vote([o[0][0] for o in outs.values()]) if len(names) > 1 else outs[names[0]][0][0]
+    spans = vote([o[0][0] for o in outs.values()], m.get("min_votes")) if len(names) > 1 else outs[names[0]][0][0]
     rows, cols = _prob_rows(text, {n: o[1][0] for n, o in outs.items()})
     table = gr.update(value=rows, headers=["token", *cols] + (["mean"] if len(cols) > 1 else []))
     heat = token_heat(text, [(a, b, p) for a, b, p in outs[names[0]][1][0]])

@@ -55,6 +55,7 @@ class SpansConfig(RunConfig):
     seeds: tuple[int, ...] = field(default=(), metadata={"help": "train each head x CRF once per seed; () = seed"})
     ensemble: bool = field(default=True, metadata={"help": "majority vote over the trained members"})
     ensemble_members: tuple[str, ...] = field(default=(), metadata={"help": "members that vote; () = all"})
+    min_votes: int | None = field(default=None, metadata={"help": "votes a char needs; None = strict majority"})
     num_threads: int | None = field(default=None, metadata={"help": "torch threads; None = default"})
 
     def __post_init__(self) -> None:
@@ -70,6 +71,8 @@ class SpansConfig(RunConfig):
         unknown = [m for m in self.ensemble_members if m not in names]
         if unknown:
             raise ValueError(f"ensemble_members {unknown} are not trained by this config; members: {names}")
+        if self.min_votes is not None and self.min_votes < 1:
+            raise ValueError(f"min_votes must be >= 1, got {self.min_votes}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -293,7 +296,7 @@ class SpanPredictor:
     """
 
     def __init__(self, run: str | Path, members: list[str] | None = None, device: str = "cpu",
-                 quantize: bool = False, extend_words: bool = False):
+                 quantize: bool = False, extend_words: bool = False, min_votes: int | None = None):
         root = Path(run) / "artifacts" / "members"
         if not root.is_dir():
             raise FileNotFoundError(f"{run}: no trained members (expected {root})")
@@ -304,7 +307,7 @@ class SpanPredictor:
         names = members or available
         if not names:
             raise FileNotFoundError(f"{root}: no member folders")
-        self.extend_words = extend_words
+        self.extend_words, self.min_votes = extend_words, min_votes
         self.members = {n: load_member(root / n, device, quantize) for n in names}
 
     def predict_member(self, name: str, texts, return_probs: bool = False, batch_size: int = 16):
@@ -313,12 +316,12 @@ class SpanPredictor:
 
     def predict_spans(self, texts: list[str], batch_size: int = 16) -> list[list[int]]:
         preds = [self.predict_member(n, texts, batch_size=batch_size) for n in self.members]
-        return preds[0] if len(preds) == 1 else vote_posts(preds)
+        return preds[0] if len(preds) == 1 else vote_posts(preds, self.min_votes)
 
 
 def load_predictor(run: str | Path, members: list[str] | None = None, quantize: bool = False,
-                   extend_words: bool = False) -> SpanPredictor:
-    return SpanPredictor(run, members, quantize=quantize, extend_words=extend_words)
+                   extend_words: bool = False, min_votes: int | None = None) -> SpanPredictor:
+    return SpanPredictor(run, members, quantize=quantize, extend_words=extend_words, min_votes=min_votes)
 
 
 def _split(name: str, limit: int | None, path: str | None = None) -> dict:
@@ -356,7 +359,7 @@ def run_spans(cfg: SpansConfig) -> RunDir:
         rows.append(row)
     voters = list(cfg.ensemble_members or trial_preds)
     if cfg.ensemble and len(voters) > 1:
-        voted = vote_posts([trial_preds[n] for n in voters])
+        voted = vote_posts([trial_preds[n] for n in voters], cfg.min_votes)
         words = [extend_to_words(t, p) for t, p in zip(trial["text"], voted, strict=True)]
         row = {"member": "ensemble", "encoder": None, "head": "vote of " + ", ".join(voters), "crf": None,
                "seed": None,
@@ -364,11 +367,13 @@ def run_spans(cfg: SpansConfig) -> RunDir:
                "trial_f1_words": round(100 * span_f1(words, trial["spans"]), 2),
                "train_s": round(sum(r["train_s"] for r in rows if r["member"] in voters), 1)}
         if test is not None:
-            row["test_f1"] = round(100 * span_f1(vote_posts([test_preds[n] for n in voters]), test["spans"]), 2)
+            row["test_f1"] = round(100 * span_f1(vote_posts([test_preds[n] for n in voters], cfg.min_votes),
+                                                 test["spans"]), 2)
         rows.append(row)
     run.write_artifact_json("trial_predictions.json", {"members": list(trial_preds), "voters": voters,
                                                        "preds": list(trial_preds.values())})
     best = max(rows, key=lambda r: r["trial_f1"])
     run.finish({"table": rows, "best_member": best["member"], "best_trial_f1": best["trial_f1"], "voters": voters,
+                "min_votes": cfg.min_votes,
                 "n_train": len(train["text"]), "n_trial": len(trial["text"])})
     return run
