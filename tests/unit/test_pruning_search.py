@@ -92,6 +92,17 @@ def test_baselines(setup, name):
         assert bm.removed_set == frozenset()
 
 
+def test_oneshot_matches_a_target_ratio(setup):
+    model, rows = setup
+    with BlockModel(model) as bm:
+        target = bm.ratio([("mlp", 0), ("mlp", 1)])  # two MLP blocks' worth
+        steps = SEARCHES.get("oneshot")(bm, rows, 8, target_ratio=target)
+        ranked = SEARCHES.get("oneshot")(bm, rows, 8)
+    got = steps[-1]["ratio"]
+    assert [s["set"] for s in steps] == [s["set"] for s in ranked[: len(steps)]]
+    assert all(abs(got - target) <= abs(s["ratio"] - target) for s in ranked)
+
+
 def test_errors(setup):
     model, rows = setup
     with BlockModel(model) as bm:

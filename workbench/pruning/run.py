@@ -101,10 +101,10 @@ def _calibration(cfg: PruningConfig, tok) -> torch.Tensor:
                             max_rows=cfg.cal_max_rows)
 
 
-def _search(cfg, bm, rows, method, run: RunDir, num: int) -> list[dict]:
+def _search(cfg, bm, rows, method, run: RunDir, num: int, **kw) -> list[dict]:
     fn = SEARCHES.get(method)
     steps = fn(bm, rows, num, block_type=cfg.block_type, fast=cfg.fast,
-               batch_size=cfg.batch_size, checkpoint=run.checkpoints / f"{method}.json")
+               batch_size=cfg.batch_size, checkpoint=run.checkpoints / f"{method}.json", **kw)
     run.write_artifact_json(f"{method}_steps.json", steps)
     run.write_artifact_json(f"{method}_del_order_list.json", del_order_list(steps))
     return steps
@@ -202,10 +202,12 @@ def run_blockpruner(cfg: PruningConfig) -> PruningResult:
             if b == cfg.method:
                 continue
             if b in LAYER_METHODS:
-                num = _layers_for_ratio(bm, ratio)
+                all_steps[b] = _search(cfg, bm, rows, b, run, _layers_for_ratio(bm, ratio))
+            elif b == "oneshot":  # the ranked prefix whose ratio is closest to the main one's
+                all_steps[b] = _search(cfg, bm, rows, b, run, len(bm.blocks(cfg.block_type)),
+                                       target_ratio=ratio)
             else:
-                num = len(steps)
-            all_steps[b] = _search(cfg, bm, rows, b, run, num)
+                all_steps[b] = _search(cfg, bm, rows, b, run, len(steps))
     from workbench.eval.ppl import wikitext2_rows
 
     wiki = wikitext2_rows(tok, cfg.eval_seq_len, cfg.eval_max_rows)

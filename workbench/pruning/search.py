@@ -330,17 +330,23 @@ def search_layer(bm, rows, num, *, block_type="mix", fast=True, batch_size=1,
                   checkpoint=checkpoint, on_step=on_step)
 
 
-def _ranked(bm, rows, num, units, metric, batch_size):
+def _ranked(bm, rows, num, units, metric, batch_size, target_ratio=None):
+    """Rank `units` once by `metric`, remove the `num` lowest; with `target_ratio`, remove the
+    prefix of the ranking (at most `num` units) whose parameter ratio is closest to it."""
     _check_num(num, len(units), "unit")
     scores = METRICS.get(metric)(bm, rows, units, batch_size=batch_size)
     order = sorted(units, key=lambda u: (scores[_ukey(u)], _sort_key(_ukey(u).replace(
         "layer", "mha"))))[:num]
+    if target_ratio is not None:
+        ratios = [bm.ratio([b for u in order[:k] for b in u]) for k in range(1, num + 1)]
+        order = order[:1 + min(range(num), key=lambda k: (abs(ratios[k] - target_ratio), k))]
     return _cumulative(bm, rows, order, scores, batch_size)
 
 
 @SEARCHES.register("oneshot", paper="BlockPruner -search ablation (rank once by PPL)")
-def search_oneshot(bm, rows, num, *, block_type="mix", batch_size=1, **_):
-    return _ranked(bm, rows, num, [(b,) for b in bm.blocks(block_type)], "ppl", batch_size)
+def search_oneshot(bm, rows, num, *, block_type="mix", batch_size=1, target_ratio=None, **_):
+    return _ranked(bm, rows, num, [(b,) for b in bm.blocks(block_type)], "ppl", batch_size,
+                   target_ratio)
 
 
 @SEARCHES.register("shortgpt", paper="ShortGPT (layer block influence)")
