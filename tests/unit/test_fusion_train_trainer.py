@@ -25,6 +25,7 @@ def _base_weights():
     return load_file(f"{resolve_model('tiny:llama')}/model.safetensors")
 
 
+@pytest.mark.slow  # ~5 s alone, 13-26 s on the shared box
 def test_pairwise_target_trains_saves_and_resumes(reps, tmp_path):
     pivot, src = reps
     args = TrainArgs(model="tiny:llama", lam=0.0, lr=3e-3, max_steps=6, batch_size=2,
@@ -51,6 +52,7 @@ def test_pairwise_target_trains_saves_and_resumes(reps, tmp_path):
     assert info["resumed_from"].endswith("checkpoint-6") and info["global_step"] == 8
 
 
+@pytest.mark.slow  # ~5 s alone, 13-26 s on the shared box
 def test_lora_target_is_merged_and_sft_only_needs_no_targets(reps, tmp_path):
     pivot, src = reps
     lora = train_target(TrainArgs(model="tiny:llama", lr=1e-2, max_steps=2, batch_size=2,
