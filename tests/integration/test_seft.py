@@ -161,3 +161,16 @@ def test_run_writes_rounds_reports_and_resumes_identically(tmp_path, monkeypatch
         a = read_json(full.run_dir / "artifacts" / f"round{r}_data.json")["rows"]
         b = read_json(run_dir / "artifacts" / f"round{r}_data.json")["rows"]
         assert a == b
+
+
+def test_external_evolution_revises_the_given_responses(tmp_path):
+    from workbench.seft.training import sample_and_revise
+    m, t = load_causal_lm("tiny:llama")
+    ext = ["External answer one.", "External answer two."]
+    rows, stats = sample_and_revise(m, t, m, t, ["Q1?", "Q2?"], external_responses=ext,
+                                    reviser_max_new_tokens=4)
+    assert [r["response"] for r in rows] == ext and stats["n"] == 2
+    # KEEP (or malformed -> KEEP) keeps the external response itself
+    assert all(r["revised"] == r["response"] for r in rows if r["decision"] == "KEEP")
+    with pytest.raises(ValueError, match="match prompts"):
+        sample_and_revise(m, t, m, t, ["Q1?"], external_responses=ext)
