@@ -81,6 +81,12 @@ def test_resume_after_interruption(setup, tmp_path):
         resumed = greedy(bm, rows, 4, checkpoint=ck, on_step=lambda r: seen.append(r["step"]))
     assert seen == [3, 4]
     assert [s["set"] for s in resumed] == [s["set"] for s in full]
+    # a ratio stop rule ends the search at its first step, also when resuming past it
+    target = full[1]["ratio"]
+    with BlockModel(model) as bm:
+        cut = greedy(bm, rows, 4, checkpoint=ck, stop_when=lambda r: r["ratio"] >= target,
+                     on_step=seen.append)
+    assert len(seen) == 2 and [s["set"] for s in cut] == [s["set"] for s in full[:2]]
 
 
 @pytest.mark.parametrize("name", ["oneshot", "shortgpt", "rm"])

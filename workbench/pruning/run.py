@@ -147,20 +147,10 @@ def run_block_search(cfg: PruningConfig, run: RunDir | None = None,
 def _greedy_to_ratio(cfg, bm, rows, run) -> list[dict]:
     from workbench.pruning.search import greedy
 
-    class _Stop(Exception):
-        pass
-
-    def stop(rec):
-        if rec["ratio"] >= cfg.target_ratio:
-            raise _Stop
-
-    ck = run.checkpoints / "blockpruner.json"
-    try:
-        steps = greedy(bm, rows, len(bm.blocks(cfg.block_type)) - 1, block_type=cfg.block_type,
-                       fast=cfg.fast, batch_size=cfg.batch_size, checkpoint=ck, on_step=stop)
-    except _Stop:
-        steps = read_json(ck)["steps"]
-        bm.set_removed(())
+    steps = greedy(bm, rows, len(bm.blocks(cfg.block_type)) - 1, block_type=cfg.block_type,
+                   fast=cfg.fast, batch_size=cfg.batch_size,
+                   checkpoint=run.checkpoints / "blockpruner.json",
+                   stop_when=lambda rec: rec["ratio"] >= cfg.target_ratio)
     steps = _cut(steps, cfg.target_ratio)
     run.write_artifact_json("blockpruner_steps.json", steps)
     run.write_artifact_json("blockpruner_del_order_list.json", del_order_list(steps))

@@ -163,10 +163,13 @@ def _checkpoint_load(path: Path | None, ident: dict) -> list[dict]:
 def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
            block_type: str = "mix", fast: bool = True, batch_size: int = 1,
            checkpoint: str | Path | None = None,
-           on_step: Callable[[dict], None] | None = None) -> list[dict]:
+           on_step: Callable[[dict], None] | None = None,
+           stop_when: Callable[[dict], bool] | None = None) -> list[dict]:
     """Algorithm 1: greedily remove the candidate whose removal gives the lowest calibration PPL.
 
     `unit="block"`: candidates are blocks of `block_type`; `unit="layer"`: whole layers.
+    Runs `num` steps, or fewer: it stops after the first step for which `stop_when(step)` is
+    true (also when resuming from a checkpoint that already holds such a step).
     """
     units: list[tuple[Block, ...]]
     if unit == "block":
@@ -180,6 +183,10 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
     ident = {"unit": unit, "block_type": block_type, "num": num, "rows": list(rows.shape),
              "rows_sum": int(rows.sum()), "n_layers": bm.n_layers}
     steps = _checkpoint_load(ckpt, ident)[:num]
+    if stop_when is not None:
+        hit = next((i for i, s in enumerate(steps) if stop_when(s)), None)
+        if hit is not None:
+            return steps[: hit + 1]
     removed: set[Block] = {tuple(b) for s in steps for b in s["removed"]}
     scorer = Scorer(bm, rows, batch_size, fast)
     prior: dict[str, float] = {}  # candidate -> estimated mean NLL from the previous step
@@ -229,6 +236,8 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
             write_json(ckpt, {"ident": ident, "steps": steps})
         if on_step is not None:
             on_step(rec)
+        if stop_when is not None and stop_when(rec):
+            break
     bm.set_removed(())
     greedy.last_forwards = scorer.forwards  # type: ignore[attr-defined]
     greedy.last_batch_evals = scorer.batch_evals  # type: ignore[attr-defined]
