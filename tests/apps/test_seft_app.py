@@ -21,3 +21,18 @@ def test_revise_callback_tiny():
     if "malformed" in decision:
         assert resp == "hello there"
     assert diff.startswith("<div>")
+
+
+def test_run_table_from_a_finished_run(tmp_path):
+    from workbench.common.io import write_json
+    from workbench.seft.app import run_table
+    run = tmp_path / "seft" / "r1"
+    (run / "checkpoints" / "reviser_final").mkdir(parents=True)
+    write_json(run / "metrics.json", {
+        "judge": "j", "judge_note": "weak", "warnings": ["round 1: the reviser revised none"],
+        "table": [{"model": "SEFT round 1", "judge_score": 4.0}, {"model": "SFT", "judge_score": 3.0}]})
+    rows, notes = run_table(str(run / "checkpoints" / "reviser_final"))
+    assert [r["Model"] for r in rows] == ["SFT", "SEFT round 1"]
+    assert "weak" in notes and "revised none" in notes
+    assert run_table(None) == ([], "") and run_table(str(tmp_path / "x" / "y")) == ([], "")
+    assert isinstance(build_app(tmp_path), gr.Blocks)  # the app lists this run

@@ -47,6 +47,29 @@ def revise_one(reviser_path: str, prompt: str, response: str, max_new_tokens: in
     return label, p.response, diff_html(response, p.response)
 
 
+def run_table(reviser_path: str | None) -> tuple[list[dict[str, Any]], str]:
+    """The finished run's table in the paper's layout, and its judge note + warnings."""
+    if not reviser_path:
+        return [], ""
+    f = Path(reviser_path).parents[1] / "metrics.json"
+    if not f.exists():
+        return [], ""
+    from workbench.common.io import read_json
+    from workbench.viz.seft import paper_rows
+    m = read_json(f)
+    notes = [f"judge: {m.get('judge')}. {m.get('judge_note', '')}"] + list(m.get("warnings", []))
+    return paper_rows(m.get("table", [])), "\n".join(f"- {n}" for n in notes)
+
+
+def _values(rows: list[dict[str, Any]]) -> list[list[Any]] | None:
+    return [list(r.values()) for r in rows] or None
+
+
+def _table_view(reviser_path: str | None) -> tuple[list[list[Any]] | None, str]:
+    rows, notes = run_table(reviser_path)
+    return _values(rows), notes
+
+
 def build_app(runs_root: Path | None = None) -> gr.Blocks:
     dirs = reviser_dirs(runs_root)
     with gr.Blocks(title="SEFT reviser") as app:
@@ -62,4 +85,10 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         revised = gr.Textbox(label="revised response", lines=4)
         diff = gr.HTML(label="diff")
         btn.click(revise_one, [run, prompt, response], [decision, revised, diff])
+        rows, notes = run_table(dirs[0] if dirs else None)
+        gr.Markdown("### This run's table (SFT, DPO, ORPO, SEFT per round)")
+        table = gr.Dataframe(value=_values(rows), headers=list(rows[0]) if rows else None,
+                             interactive=False)
+        note = gr.Markdown(notes)
+        run.change(_table_view, [run], [table, note])
     return app
