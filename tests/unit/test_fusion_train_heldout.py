@@ -45,6 +45,7 @@ def test_response_ce_matches_hand_computation_and_batching():
         means = [sum(float(x) for x in d) / len(d) for d in by_hand]
         assert res["ce_dialogue_mean"] == pytest.approx(sum(means) / 3, abs=1e-6)
         assert res["nll_per_char"] == pytest.approx(sum(flat) / 10, abs=1e-6)
+        assert [d["n_tokens"] for d in res["per_dialogue"]] == [2, 1, 1]  # input order
 
 
 def test_response_ce_bad_input():

@@ -8,6 +8,7 @@ logits at t, so only tokens whose label is kept are predicted, each from its ful
 
 - ``ce``: token-weighted mean NLL (nats) over all assistant tokens; ``ppl = exp(ce)``;
 - ``ce_dialogue_mean``: mean over dialogues of each dialogue's mean (the FuseChat ``metric_ce``);
+- ``per_dialogue``: each dialogue's summed NLL and token count (for paired comparisons);
 - ``nll_per_char``: summed NLL / ``chars`` when the caller passes the assistant character count
   (comparable across tokenizers, unlike ``ce``).
 
@@ -86,7 +87,8 @@ def response_ce(model, examples: Sequence[dict[str, Any]], *, batch_size: int = 
     means = [s / c for s, c in per_dialogue if c]
     ce = total / count
     out = {"ce": ce, "ppl": math.exp(ce), "ce_dialogue_mean": sum(means) / len(means),
-           "n_tokens": count, "n_dialogues": len(examples), "nll_sum": total}
+           "n_tokens": count, "n_dialogues": len(examples), "nll_sum": total,
+           "per_dialogue": [{"nll_sum": s, "n_tokens": c} for s, c in per_dialogue]}
     if chars:
         out["nll_per_char"] = total / chars
     return out
