@@ -174,3 +174,14 @@ def test_viterbi_lengths_one_and_mixed():
 def test_crf_bad_mask():
     with pytest.raises(ValueError):
         CRF(2).nll(torch.zeros(1, 2, 2), torch.zeros(1, 2, dtype=torch.long), torch.tensor([[0, 1]]))
+
+
+def test_control_characters_do_not_split_words_like_the_tokenizer():
+    # BERT deletes \x1f instead of splitting on it: "0\x1f0" is one token over chars 0..2, so
+    # word-level decoding must treat it as one word (Python's isspace() says \x1f is a space).
+    text = "0\x1f0"
+    om = [tuple(x) for x in tok()(text, return_offsets_mapping=True)["offset_mapping"]]
+    assert extend_to_words(text, [0]) == [0, 1, 2]
+    wl = tags_to_spans(text, spans_to_tags(text, [0], om, word_level=True), om, extend_words=True)
+    assert wl == [0, 1, 2]
+    assert extend_to_words("a b\u00a0c\td", [0, 4]) == [0, 4]  # NBSP (Zs) and tab split words

@@ -8,6 +8,7 @@ word is toxic (the released code's word-level labels copied to sub-word pieces).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 IGNORE = -100
@@ -22,11 +23,19 @@ def check_spans(text: str, spans: Iterable[int]) -> list[int]:
     return s
 
 
+def is_word_space(ch: str) -> bool:
+    """Whitespace as BERT-style pre-tokenizers define it: space, tab, newline, carriage return and
+    Unicode space separators (Zs). Python's `str.isspace` also counts control characters such as
+    \\x1c-\\x1f and \\x0b, which tokenizers delete instead of splitting on, so a token could
+    straddle two "words" and decoding would leak past the word boundary."""
+    return ch in " \t\n\r" or unicodedata.category(ch) == "Zs"
+
+
 def word_bounds(text: str) -> list[tuple[int, int]]:
-    """(start, end) of whitespace-delimited words."""
+    """(start, end) of whitespace-delimited words (whitespace per `is_word_space`)."""
     out, start = [], None
     for i, ch in enumerate(text):
-        if ch.isspace():
+        if is_word_space(ch):
             if start is not None:
                 out.append((start, i))
                 start = None
