@@ -61,3 +61,19 @@ def test_part2_stages_run_after_part1():
     names = [s.name for s in STAGES]
     assert names[-4:] == ["targets", "baselines", "merges", "evaluation"]
     assert names.index("alignment") < names.index("targets")
+
+
+def test_stage_rerun_with_new_settings_discards_its_old_outputs(tmp_path):
+    from types import SimpleNamespace
+
+    from workbench.fusion.train.pipeline import _discard_if_redone
+
+    old = tmp_path / "merged" / "sce"
+    old.mkdir(parents=True)
+    (old / "model.safetensors").write_bytes(b"stale")
+    ctx = SimpleNamespace(redo=set())
+    _discard_if_redone(ctx, "merges", [tmp_path / "merged"])
+    assert old.exists()  # a normal resume keeps finished outputs
+    ctx.redo = {"merges", "evaluation"}
+    _discard_if_redone(ctx, "merges", [tmp_path / "merged", tmp_path / "absent"])
+    assert not (tmp_path / "merged").exists()

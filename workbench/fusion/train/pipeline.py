@@ -19,6 +19,7 @@ import gc
 import logging
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -304,6 +305,17 @@ def _models_dir(ctx) -> Path:
     return ctx.run.artifacts / "models"
 
 
+def _discard_if_redone(ctx, stage: str, folders: Sequence[Path]) -> None:
+    """A stage re-run because settings it depends on changed (``ctx.redo``) must not pick up the
+    models, merges or evaluations its earlier run left behind: delete them first."""
+    if stage not in ctx.redo:
+        return
+    for f in folders:
+        if f.is_dir():
+            log.warning("stage %s is re-run with new settings: discarding %s", stage, f)
+            shutil.rmtree(f)
+
+
 def _aligned(ctx) -> dict[str, Any]:
     from datasets import load_from_disk
 
@@ -341,6 +353,8 @@ def _mean_key(hist: list[dict[str, Any]], key: str) -> float | None:
 
 def stage_targets(ctx) -> dict[str, Any]:
     """Pairwise fusion: one target per source (pivot + source, MinCE, λ·SFT + (1−λ)·fusion)."""
+    _discard_if_redone(ctx, "targets", [_models_dir(ctx) / f"{short_name(ctx.cfg.pivot)}-"
+                                        f"{short_name(s)}" for s in ctx.cfg.sources])
     paths = train_pairwise_targets(ctx.cfg, ctx.representations(ctx.cfg.pivot), _aligned(ctx),
                                    _models_dir(ctx))
     info = _train_summary(paths)
@@ -352,6 +366,7 @@ def stage_targets(ctx) -> dict[str, Any]:
 
 def stage_baselines(ctx) -> dict[str, Any]:
     """SFT-only (λ=1) and Multi (all sources at once) baselines from the pivot."""
+    _discard_if_redone(ctx, "baselines", [_models_dir(ctx) / "sft", _models_dir(ctx) / "multi"])
     paths = train_baselines(ctx.cfg, ctx.representations(ctx.cfg.pivot), _aligned(ctx),
                             _models_dir(ctx))
     return {"baselines": _train_summary(paths), "metrics": {}}
@@ -359,6 +374,7 @@ def stage_baselines(ctx) -> dict[str, Any]:
 
 def stage_merges(ctx) -> dict[str, Any]:
     """Merge the pairwise targets into the pivot with every method of ``cfg.merge_methods``."""
+    _discard_if_redone(ctx, "merges", [ctx.run.artifacts / "merged"])
     targets = {k: Path(v["path"]) for k, v in ctx.summaries["targets"]["targets"].items()}
     info = merge_targets(ctx.cfg, targets, ctx.run.artifacts / "merged")
     weights = sce_matrix_weights(ctx.cfg.pivot, targets, ctx.cfg.tau)
@@ -369,6 +385,7 @@ def stage_merges(ctx) -> dict[str, Any]:
 
 def stage_evaluation(ctx) -> dict[str, Any]:
     """Held-out CE, MT-Bench judge score and zero-shot average per model; Table 1 layout."""
+    _discard_if_redone(ctx, "evaluation", [ctx.run.checkpoints / "eval"])
     cfg = ctx.cfg
     train_ids = set(ctx.representations(cfg.pivot)["id"])
     toks = [ctx.tokenizer(m) for m in cfg.models]
