@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The main job: set up, convert the offline models once, then batch-reproduce every paper
 # notebook with papermill into results/ (executed notebooks, run directories, report.html).
-#   bash scripts/reproduce.sh                      # quick profile (default, ~20 min on 2 CPUs)
+#   bash scripts/reproduce.sh                      # quick profile (default; see README for measured times)
 #   bash scripts/reproduce.sh --profile cpu        # fuller offline reproduction
 #   bash scripts/reproduce.sh blockpruner --profile paper -p model=meta-llama/Llama-2-7b-hf
 set -euo pipefail
