@@ -105,6 +105,11 @@ class RunConfig:
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(self)}
 
 
+def option(default: Any, help_: str) -> Any:
+    """A config field with its help text (shown by `RunConfig.help()` and the notebooks)."""
+    return field(default=default, metadata={"help": help_})
+
+
 def _origin_types(tp: Any) -> tuple[Any, ...]:
     if tp is None:
         return ()

@@ -9,10 +9,11 @@ training -> merging -> evaluation) read the same frozen config; presets live in
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from workbench.common.config import RunConfig
+from workbench.common.config import option as _f
 
 VOCAB_MAPS = ("em", "mined", "ms")
 FUSE_LOSSES = ("ce", "kl")
@@ -23,10 +24,6 @@ ALIGN_CHOICES = {"dtw_tie_order": ("diag_left_up", "diag_up_left"),
 # every config field the token alignment depends on (run.py passes them to workbench.fusion.align)
 ALIGN_FIELDS = ("dtw_tie_order", "dtw_empty_fallback", "dtw_substring_weight", "align_unit",
                 "ms_count_rule", "ms_no_candidate", "empty_row", "empty_suffix_matches")
-
-
-def _f(default, help_: str):
-    return field(default=default, metadata={"help": help_})
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 from workbench.common.config import RunConfig
-
-
-def _f(default, help_: str):
-    return field(default=default, metadata={"help": help_})
+from workbench.common.config import option as _f
 
 
 @dataclass(frozen=True, kw_only=True)
