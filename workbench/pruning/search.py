@@ -379,8 +379,3 @@ def steps_table(steps: list[dict]) -> list[dict[str, Any]]:
     return [{"step": s["step"], "removed": ", ".join(f"{k}:{i}" for k, i in s["removed"]),
              "ppl": round(s["ppl"], 4), "ratio_pct": round(100 * s["ratio"], 2)} for s in steps]
 
-
-def num_for_ratio(bm: BlockModel, steps_or_units: int, target: float) -> int:
-    """Unused helper kept simple: blocks needed ~ target ratio (by mean block size)."""
-    mean = sum(bm.block_params(b) for b in bm.blocks()) / (2 * bm.n_layers)
-    return max(1, min(steps_or_units, round(target * bm.total_params / mean)))
