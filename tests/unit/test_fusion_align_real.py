@@ -155,3 +155,17 @@ def test_bad_inputs_give_one_line_errors(toks):
                               src_tok, "mind")
     stats = alignment_stats([[1, 1, 3], [2]])
     assert stats["positions"] == 4 and stats["one_to_one"] == 0.5
+
+
+def test_shared_dtw_groups_give_the_same_alignment_for_every_map(toks):
+    from workbench.fusion.align import dtw_groups
+
+    piv_tok, src_tok = toks["smollm2-135m-instruct"], toks["qwen2.5-coder-0.5b-instruct"]
+    P, S = _repr(piv_tok, [MIXED, "def f(x):\n    return x"]), _repr(src_tok, [MIXED, "def f(x):\n    return x"])
+    groups = dtw_groups(P, S, piv_tok, src_tok)
+    for vmap in ("em", "ms"):
+        own, own_stats = align_representations(P, S, piv_tok, src_tok, vmap)
+        shared, shared_stats = align_representations(P, S, piv_tok, src_tok, vmap, groups=groups)
+        assert own.to_dict() == shared.to_dict() and own_stats == shared_stats
+    with pytest.raises(ValueError, match="no DTW alignment for sample"):
+        align_representations(P, S, piv_tok, src_tok, "em", groups={})

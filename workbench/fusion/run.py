@@ -255,16 +255,19 @@ def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
         stok = ctx.tokenizer(src)
         source_ds = ctx.representations(src)
         counts = A.load_counts(ctx.counts_path(src)) if ctx.counts_path(src).exists() else None
+        groups = None  # DTW once per source, shared by every vocab map below
         for kind in cfg.compare_vocab_maps:
             folder = ctx.aligned_dir(src, kind)
             stats_path = folder.parent / f"{kind}.stats.json"
             stats = read_json(stats_path) if folder.exists() and stats_path.exists() else None
             if stats is None or stats.get("align_settings") != settings:  # else: done before a kill
                 t0 = time.time()
+                if groups is None and not A.same_vocabulary(ptok, stok):
+                    groups = A.dtw_groups(pivot_ds, source_ds, ptok, stok, dtw_options(cfg))
                 aligned, stats = A.align_representations(
                     pivot_ds, source_ds, ptok, stok, kind, counts=counts if kind == "ms" else None,
                     rules=align_rules(cfg, kind), options=dtw_options(cfg),
-                    map_kwargs=vocab_map_kwargs(cfg, kind))
+                    map_kwargs=vocab_map_kwargs(cfg, kind), groups=groups)
                 stats = {**stats, "seconds": time.time() - t0, "align_settings": settings}
                 tmp = folder.parent / f".{kind}.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)

@@ -27,6 +27,7 @@ from workbench.fusion.align.api import (
     alignment_stats,
     compare_vocab_maps,
     corpus_alignments,
+    dtw_groups,
     ms_counts,
     same_vocabulary,
 )
@@ -66,6 +67,6 @@ __all__ = [
     "align_text", "alignment_stats", "build_vocab_map", "bytes_to_unicode", "candidate_table",
     "compare_vocab_maps", "cooccurrence_counts", "corpus_alignments", "cost_matrix", "decompose",
     "display_text", "dtw", "dtw_align", "exact_ids", "load_counts", "ms_counts", "normalize_token",
-    "official_rules", "reference_dtw", "same_vocabulary", "save_counts", "strip_marker",
+    "dtw_groups", "official_rules", "reference_dtw", "same_vocabulary", "save_counts", "strip_marker",
     "to_bytes", "token_texts", "tokenizer_kind",
 ]

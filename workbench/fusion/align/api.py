@@ -178,11 +178,26 @@ def _resolve_map(vocab_map: VocabMap | str, piv: TokenTexts, src: TokenTexts, ro
                            **map_kwargs)
 
 
+def dtw_groups(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer: Any, source_tokenizer: Any,
+               options: DTWOptions | None = None) -> dict[str, list[list[int]]]:
+    """``{sample id: DTW groups}`` for every joined pivot/source row (input to
+    :func:`align_representations` when one source is aligned under several vocab maps)."""
+    piv, src = token_texts(pivot_tokenizer), token_texts(source_tokenizer)
+    unit = (options or DTWOptions()).unit
+    out = {}
+    for p, s in track(list(_joined_rows(pivot_ds, source_ds)), desc="dtw"):
+        _check_ids(p["input_ids"], len(piv), "pivot input_ids", p["id"])
+        _check_ids(s["input_ids"], len(src), "source input_ids", s["id"])
+        out[p["id"]] = dtw_align(src.of(s["input_ids"], unit), piv.of(p["input_ids"], unit), options)
+    return out
+
+
 def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer: Any,
                           source_tokenizer: Any, vocab_map: VocabMap | str = "ms", *,
                           rules: AlignRules | None = None, options: DTWOptions | None = None,
                           counts: sparse.spmatrix | None = None, k: int | None = None,
                           same_vocab: bool | None = None, map_kwargs: dict | None = None,
+                          groups: dict[str, list[list[int]]] | None = None,
                           ) -> tuple[Dataset, dict[str, Any]]:
     """Align a source's representations to the pivot's (papers.md §1.a step 2).
 
@@ -196,6 +211,8 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
         k: width of the output rows (default: the source's K); must not exceed either vocabulary.
         same_vocab: force/skip the same-vocabulary shortcut (default: detected): rows are copied
             as-is with ``align_kind`` SAME_VOCAB (official ``replace_model.py``).
+        groups: DTW groups per sample id from :func:`dtw_groups` with the same ``options``, so
+            that aligning one source under several vocab maps runs the DTW once, not once per map.
 
     Returns:
         (aligned dataset in the ``ALIGNED_COLUMNS`` format, :func:`alignment_stats` dict plus
@@ -242,8 +259,13 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
         if len(s["topk_ids"]) != len(s["input_ids"]):
             raise ValueError(f"source_ds: sample {s['id']!r} has {len(s['topk_ids'])} top-K rows "
                              f"for {len(s['input_ids'])} tokens")
-        groups = dtw_align(src.of(s["input_ids"], unit), piv.of(p["input_ids"], unit), options)
-        rows.append((p, s, groups))
+        if groups is not None:
+            if p["id"] not in groups:
+                raise ValueError(f"groups: no DTW alignment for sample {p['id']!r}")
+            rows.append((p, s, groups[p["id"]]))
+        else:
+            rows.append((p, s, dtw_align(src.of(s["input_ids"], unit), piv.of(p["input_ids"], unit),
+                                         options)))
     vmap = _resolve_map(vocab_map, piv, src, rows, options, counts, map_kwargs or {})
     if rules is None:
         rules = official_rules(vmap.name) if vmap.name in VOCAB_MAPS else AlignRules()
