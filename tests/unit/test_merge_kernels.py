@@ -45,6 +45,19 @@ def test_sce_select_keeps_top_fraction_of_nonzero_variance():
         sce_select_mask(deltas, 0.0)
 
 
+def test_topk_mask_matches_topk_and_breaks_ties_by_index():
+    from workbench.fusion.merge.registry import topk_mask
+
+    x = torch.randn(1000, generator=torch.Generator().manual_seed(0))
+    for k in (0, 1, 100, 600, 1000):
+        want = torch.zeros(1000)
+        want[torch.topk(x, k).indices] = 1.0
+        assert torch.equal(topk_mask(x, k, torch.float32), want)
+    # ties at the k-th value: exactly k entries, the first tied ones in index order
+    got = topk_mask(T([[1.0, 5.0, 1.0], [1.0, 0.0, 1.0]]), 3, torch.float32)
+    assert torch.equal(got, T([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
+
+
 def test_sce_calculate_eta():
     # energies 2 and 4 -> [1/3, 2/3]; all-zero -> uniform
     assert_close(sce_coefficients(T([[1.0, 1.0], [2.0, 0.0]])), T([1 / 3, 2 / 3]))

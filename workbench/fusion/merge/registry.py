@@ -48,6 +48,27 @@ def expand(v: Tensor, like: Tensor) -> Tensor:
     return v.to(like.device).view(-1, *([1] * (like.ndim - 1)))
 
 
+def topk_mask(scores: Tensor, k: int, dtype: torch.dtype) -> Tensor:
+    """Mask (shape and device of `scores`, `dtype`) with 1 on exactly `k` largest entries.
+
+    Same selection as ``torch.topk(scores.flatten(), k)`` up to the order among entries tied at
+    the k-th value (here: the first in index order), found by one `kthvalue` selection instead of
+    a partial sort (several times faster on CPU for k = 10-60 % of a large tensor).
+    """
+    flat = scores.flatten()
+    n = flat.numel()
+    if k <= 0:
+        return torch.zeros_like(scores, dtype=dtype)
+    if k >= n:
+        return torch.ones_like(scores, dtype=dtype)
+    kth = torch.kthvalue(flat, n - k + 1).values  # the k-th largest value
+    keep = flat > kth
+    short = k - int(keep.sum())
+    if short > 0:  # entries tied at the k-th value, first in index order
+        keep[torch.nonzero(flat == kth).flatten()[:short]] = True
+    return keep.to(dtype).view_as(scores)
+
+
 def majority_sign(deltas: Tensor) -> Tensor:
     """Sign election: s = sign(sum_j delta_j), ties (sum == 0) -> +1. Shape S, values +-1."""
     return torch.where(deltas.sum(0) >= 0, 1.0, -1.0).to(deltas.dtype)

@@ -128,7 +128,10 @@ def _check_compatible(base: Checkpoint, inputs: list[Checkpoint]) -> None:
 
 
 def _check_finite(name: str, tensor: torch.Tensor, label: str, role: str) -> None:
-    if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+    # the sum is finite whenever every entry is (NaN/Inf propagate): a cheap first test, with the
+    # element-wise check only when the sum is not finite (it may also just have overflowed)
+    if (tensor.is_floating_point() and not bool(torch.isfinite(tensor.sum()))
+            and not bool(torch.isfinite(tensor).all())):
         raise ValueError(f"NaN/Inf in the delta of tensor {name!r}: {role} {label!r} has "
                          f"non-finite values")
 

@@ -21,6 +21,7 @@ from workbench.fusion.merge.registry import (
     finish,
     majority_sign,
     stack_deltas,
+    topk_mask,
 )
 
 SCE_VARIANTS = ("official", "masked")
@@ -33,18 +34,16 @@ def sce_select_mask(deltas: Tensor, select_topk: float) -> Tensor:
         deltas: (T, *S) fusion vectors delta_j.
         select_topk: tau; >= 1 keeps everything (Select disabled).
     Returns:
-        Float mask of shape S. Ties at the k-th variance are broken by `torch.topk` order.
+        Float mask of shape S. Ties at the k-th variance: the first in index order.
     """
     if select_topk <= 0:
         raise ValueError(f"select_topk must be > 0 (>= 1 disables Select), got {select_topk}")
     if select_topk >= 1:
         return torch.ones_like(deltas[0])
-    var = deltas.var(0, unbiased=False)  # population variance over the T targets, shape S
-    k = int(select_topk * int(torch.count_nonzero(var)))
-    mask = torch.zeros(var.numel(), dtype=deltas.dtype, device=deltas.device)
-    if k > 0:
-        mask[torch.topk(var.abs().flatten(), k).indices] = 1.0
-    return mask.view_as(var)
+    # population variance over the T targets, shape S (as mean((d - mean)^2): `Tensor.var(0)` is
+    # several times slower on CPU for this layout)
+    var = (deltas - deltas.mean(0)).square_().mean(0)
+    return topk_mask(var, int(select_topk * int(torch.count_nonzero(var))), deltas.dtype)
 
 
 def sce_coefficients(masked_deltas: Tensor) -> Tensor:

@@ -14,6 +14,7 @@ from workbench.fusion.merge.registry import (
     majority_sign,
     per_model,
     stack_deltas,
+    topk_mask,
 )
 
 
@@ -23,11 +24,7 @@ def magnitude_mask(delta: Tensor, density: float) -> Tensor:
         raise ValueError(f"density must be in [0, 1], got {density}")
     if density >= 1:
         return torch.ones_like(delta)
-    k = int(density * delta.numel())
-    mask = torch.zeros(delta.numel(), dtype=delta.dtype, device=delta.device)
-    if k > 0:
-        mask[torch.topk(delta.abs().flatten(), k).indices] = 1.0
-    return mask.view_as(delta)
+    return topk_mask(delta.abs(), int(density * delta.numel()), delta.dtype)
 
 
 @MERGE_METHODS.register("ties", paper="https://arxiv.org/abs/2306.01708")
