@@ -36,3 +36,18 @@ def test_run_table_from_a_finished_run(tmp_path):
     assert "weak" in notes and "revised none" in notes
     assert run_table(None) == ([], "") and run_table(str(tmp_path / "x" / "y")) == ([], "")
     assert isinstance(build_app(tmp_path), gr.Blocks)  # the app lists this run
+
+
+def test_revise_callback_constrained_shows_margin_and_uses_the_runs_input_limit(tmp_path):
+    from workbench.common.io import write_yaml
+    from workbench.seft.app import _input_limit
+    m, t = load_causal_lm("tiny:llama")
+    decision, resp, _ = revise_one("", "Hi?", "hello there", "constrained", max_new_tokens=4,
+                                   model=m, tokenizer=t)
+    assert "log p(REVISE) - log p(KEEP)" in decision
+    assert decision.startswith("REVISE") or (decision.startswith("KEEP") and resp == "hello there")
+    run = tmp_path / "seft" / "r1"
+    (run / "checkpoints" / "reviser_final").mkdir(parents=True)
+    write_yaml(run / "config.yaml", {"kind": "seft", "max_length": 256})
+    assert _input_limit(str(run / "checkpoints" / "reviser_final")) == 192
+    assert _input_limit("") is None and _input_limit(str(tmp_path / "a" / "b")) is None

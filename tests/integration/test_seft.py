@@ -58,7 +58,7 @@ BAD_ROWS = [{"prompt": "P1", "chosen": "x"},                                  # 
             {"prompt": "P2", "chosen": "same", "rejected": "same"}]           # identical
 
 
-def _files(tmp_path, good=4, prompts=8):
+def _files(tmp_path, good=6, prompts=8):
     pref = tmp_path / "pref.jsonl"
     rows = [{"prompt": f"Question {i}?", "chosen": f"A helpful answer {i}.", "rejected": f"no {i}"}
             for i in range(good)] + BAD_ROWS
@@ -71,7 +71,8 @@ def _files(tmp_path, good=4, prompts=8):
 def _cfg(tmp_path, out, **kw):
     pref, pool = _files(tmp_path)
     base = dict(output_dir=str(out), pref_data=pref, prompt_source=pool, baselines=("sft",),
-                rounds=2, prompts_per_round=2, eval_prompts=1, pref_size=4, mtbench_limit=1,
+                rounds=2, prompts_per_round=2, eval_prompts=1, pref_size=4, reviser_eval_pairs=2,
+                mtbench_limit=1,
                 max_new_tokens=4, reviser_max_new_tokens=4, judge_max_new_tokens=4)
     return SEFTConfig.from_preset("smoke", **{**base, **kw})
 
@@ -115,6 +116,19 @@ def test_run_writes_rounds_reports_and_resumes_identically(tmp_path, monkeypatch
         rows = read_json(full.run_dir / "artifacts" / f"round{r}_data.json")["rows"]
         assert len(rows) == 2 and {"prompt", "response", "decision", "revised",
                                     "reviser_output"} <= set(rows[0])
+    # the reviser's decisions on the 2 held-out pairs (not trained on), before and after training
+    for when in ("before_training", "after_training"):
+        h = m["reviser_heldout"][when]
+        assert h["n_pairs"] == 2 and {h["share_revise_rejected"], h["share_revise_chosen"]} <= {
+            0.0, 0.5, 1.0}
+    assert m["decision"] == "constrained"
+    for s in m["rounds"]:  # constrained decisions: counts add up, margins saved per response
+        assert s["n"] == 2 and s["n_revised"] == sum(r["decision"] == "REVISE" for r in read_json(
+            full.run_dir / "artifacts" / f"round{s['round']}_data.json")["rows"])
+        assert s["share_revised"] == s["n_revised"] / 2 and s["decision"] == "constrained"
+        rows = read_json(full.run_dir / "artifacts" / f"round{s['round']}_data.json")["rows"]
+        assert [r["decision"] == "REVISE" for r in rows] == [
+            r["margin"] > 0 and not r["malformed"] for r in rows]
     never = m["never_revised_rounds"]
     assert all(any(f"round {r}: the reviser revised none" in w for w in m["warnings"])
                for r in never)

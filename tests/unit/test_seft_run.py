@@ -1,4 +1,5 @@
-from workbench.seft.run import _normalize_pref, mtbench_subset
+from workbench.seft.pref_sources import to_pairs
+from workbench.seft.run import mtbench_subset
 
 
 def test_mtbench_subset_round_robin_over_categories():
@@ -10,9 +11,9 @@ def test_mtbench_subset_round_robin_over_categories():
 
 
 def test_normalize_pref_accepts_both_key_styles():
-    r = _normalize_pref({"prompt": "p", "chosen": "c", "rejected": "r"})
+    (r,) = to_pairs([{"prompt": "p", "chosen": "c", "rejected": "r"}])
     assert (r["chosen_response"], r["rejected_response"]) == ("c", "r")
-    r = _normalize_pref({"prompt": "p", "chosen_response": "c2", "chosen": "x", "rejected": None})
+    (r,) = to_pairs([{"prompt": "p", "chosen_response": "c2", "chosen": "x", "rejected": None}])
     assert r["chosen_response"] == "c2" and r.get("rejected_response") is None
 
 

@@ -5,13 +5,26 @@ all UNVERIFIED against the paper and each a parameter (``SEFTConfig`` field or f
 
 1. Reviser decisions are binary ``KEEP`` / ``REVISE`` (the paper may use graded levels).
 2. Reviser prompt = ``REVISER_TEMPLATE`` as one user turn through the base model's chat template;
-   target = decision token on the first line, then the response.
+   target = decision line first, then the response; loss on the assistant turn only. Instruction
+   and response are clipped by tokens to ``max_length - max(16, max_length // 4)`` (the instruction
+   keeps at least a third), identically for training and inference, so an example is never
+   truncated before its decision and the reviser is asked exactly as it was trained.
 3. Reviser data from pairs: REVISE (rejected -> chosen) and KEEP (chosen -> chosen) per pair
-   (``include_keep``); ranked data: best vs each lower-ranked response.
-4. Parsing: malformed output -> KEEP + the original response (counted); KEEP returns the original
-   (the reviser's repeated text is not trusted); REVISE with an empty body is malformed.
+   (``include_keep``); ranked data (Nectar, rank 1 = best): best vs worst (``ranked_pairs``;
+   ``each`` = best vs every lower answer).
+4. Decision (``decision``), default ``constrained``: KEEP or REVISE is the decision line
+   ("KEEP\\n" vs "REVISE\\n") with the higher log-probability under the reviser right after the
+   prompt; only for REVISE is the revision generated (greedy, after "REVISE\\n"). Why default:
+   it is always a valid decision, and it is the reviser's own preference between the two lines it
+   was trained on, so a small, briefly trained reviser still decides. Measured on SmolLM2-135M
+   (HH-RLHF, LoRA): after 6 steps at lr 2e-4, free decoding gave 12 of 12 malformed outputs (the
+   model answers the instruction) while constrained gave valid decisions; after 36 steps at lr
+   5e-4 free decoding was well formed (0 of 12 malformed) and agreed with constrained on 10 of 12.
+   ``free``: generate and parse; malformed -> KEEP + the original response (counted); KEEP returns
+   the original (the repeated text is not trusted); REVISE with an empty body is malformed (in
+   both modes). The log-prob margin is saved per response.
 5. A round: the policy samples (temperature 0.7, top-p 0.9) one response per fresh prompt, the
-   reviser decides greedily, and the policy is SFT-ed (assistant-only loss) on every kept or revised
+   reviser decides, and the policy is SFT-ed (assistant-only loss) on every kept or revised
    response; LoRA is merged after each stage; round r+1 starts from round r's policy.
 6. Prompts: single-turn HH-RLHF harmless-base prompts not used as preference data (or ShareGPT /
    a file), disjoint between rounds and from the held-out evaluation prompts.
@@ -23,6 +36,13 @@ all UNVERIFIED against the paper and each a parameter (``SEFTConfig`` field or f
    graded 1-10 by the judge with FastChat's prompts; pairwise win rate against SFT on held-out
    prompts (pair-v2, both orders). Offline judge = qwen2.5-coder-0.5b-instruct (weak); a rating the
    judge did not write in the MT-Bench format is read by forced continuation and counted.
+10. Reviser check (not in the paper): on ``reviser_eval_pairs`` held-out preference pairs, the
+   share of REVISE (constrained) on the rejected vs the chosen responses, before and after the
+   reviser's training (``metrics["reviser_heldout"]``); no difference -> a warning.
+
+Preference data: HH-RLHF offline; ``nectar`` / ``ultrafeedback`` (or any ``datasets`` name, with
+``pref_split``) online; local .json/.jsonl files of pairs, UltraFeedback-binarized or Nectar rows
+(:mod:`workbench.seft.pref_sources`).
 """
 
 from workbench.seft.config import SEFTConfig

@@ -33,8 +33,20 @@ def diff_html(a: str, b: str) -> str:
     return "<div>" + " ".join(out) + "</div>"
 
 
-def revise_one(reviser_path: str, prompt: str, response: str, max_new_tokens: int = 128,
-               model=None, tokenizer=None) -> tuple[str, str, str]:
+def _input_limit(reviser_path: str) -> int | None:
+    """The run's reviser input budget (from its config.yaml), so the playground asks the reviser
+    in the format it was trained on; None when unknown."""
+    f = Path(reviser_path).parents[1] / "config.yaml" if reviser_path else None
+    if f is None or not f.exists():
+        return None
+    from workbench.common.io import read_yaml
+    from workbench.seft.training import reviser_input_limit
+    cfg = read_yaml(f) or {}
+    return reviser_input_limit(int(cfg["max_length"])) if "max_length" in cfg else None
+
+
+def revise_one(reviser_path: str, prompt: str, response: str, decision: str = "constrained",
+               max_new_tokens: int = 128, model=None, tokenizer=None) -> tuple[str, str, str]:
     """-> (decision, final response, diff html). ``model``/``tokenizer`` bypass loading (tests)."""
     from workbench.seft.training import revise
     if model is None:
@@ -42,8 +54,11 @@ def revise_one(reviser_path: str, prompt: str, response: str, max_new_tokens: in
             from workbench.common import load_causal_lm
             _CACHE[reviser_path] = load_causal_lm(reviser_path)
         model, tokenizer = _CACHE[reviser_path]
-    p = revise(model, tokenizer, [prompt], [response], max_new_tokens=max_new_tokens)[0]
+    p = revise(model, tokenizer, [prompt], [response], max_new_tokens=max_new_tokens,
+               decision=decision, max_input_tokens=_input_limit(reviser_path))[0]
     label = p.decision + (" (malformed output, treated as KEEP)" if p.malformed else "")
+    if p.margin is not None:
+        label += f"  [log p(REVISE) - log p(KEEP) = {p.margin:+.2f}]"
     return label, p.response, diff_html(response, p.response)
 
 
@@ -80,11 +95,14 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         run = gr.Dropdown(choices=dirs, value=dirs[0] if dirs else None, label="reviser")
         prompt = gr.Textbox(label="prompt")
         response = gr.Textbox(label="response", lines=4)
+        mode = gr.Radio(["constrained", "free"], value="constrained", label="decision",
+                        info="constrained: the more likely of KEEP / REVISE; free: generate, "
+                        "then parse")
         btn = gr.Button("Revise")
         decision = gr.Textbox(label="decision")
         revised = gr.Textbox(label="revised response", lines=4)
         diff = gr.HTML(label="diff")
-        btn.click(revise_one, [run, prompt, response], [decision, revised, diff])
+        btn.click(revise_one, [run, prompt, response, mode], [decision, revised, diff])
         rows, notes = run_table(dirs[0] if dirs else None)
         gr.Markdown("### This run's table (SFT, DPO, ORPO, SEFT per round)")
         table = gr.Dataframe(value=_values(rows), headers=list(rows[0]) if rows else None,

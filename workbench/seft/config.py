@@ -15,8 +15,17 @@ class SEFTConfig(RunConfig):
 
     policy: str = _f("smollm2-135m-instruct", "policy model (start of self-evolution)")
     reviser_base: str = _f("smollm2-135m-instruct", "base model the reviser is SFT-trained from")
-    pref_data: str = _f("hh_rlhf", "preference data: hh_rlhf (offline) or a chosen/rejected jsonl")
+    pref_data: str = _f("hh_rlhf", "preference data: hh_rlhf (offline); nectar | ultrafeedback | "
+                        "any datasets name (online); or a .json/.jsonl file of pairs, "
+                        "UltraFeedback-binarized rows or Nectar rows")
+    pref_split: str | None = _f(None, "split of a datasets name (None: train_prefs for "
+                                "ultrafeedback, train otherwise)")
+    ranked_pairs: str = _f("worst", "ranked data (Nectar): best vs worst | each lower answer "
+                           "(UNVERIFIED)")
     pref_size: int = _f(64, "preference pairs used for the reviser and the baselines")
+    reviser_eval_pairs: int = _f(16, "held-out preference pairs (not trained on) on which the "
+                                 "reviser's REVISE share on rejected vs chosen is measured, "
+                                 "before and after its training (0 = skip)")
     prompt_source: str = _f("hh_rlhf", "unlabelled prompt pool: hh_rlhf | sharegpt | a file "
                             "(.txt one prompt a line, or .jsonl with a 'prompt' field)")
     prompts_per_round: int = _f(32, "fresh prompts per evolution round (UNVERIFIED)")
@@ -24,6 +33,11 @@ class SEFTConfig(RunConfig):
     evolution: str = _f("internal", "internal (policy's own responses) | external (UNVERIFIED)")
     external_model: str | None = _f(None, "model that writes responses for external evolution")
     include_keep: bool = _f(True, "reviser data: KEEP branch (chosen -> KEEP + itself)")
+    decision: str = _f("constrained", "reviser decision: constrained (the more likely of the "
+                       "KEEP / REVISE lines under the reviser, then the revision is generated) | "
+                       "free (generate, then parse; malformed -> KEEP, counted)")
+    reviser_epochs: float | None = _f(None, "epochs of reviser training (None = epochs)")
+    reviser_max_steps: int | None = _f(None, "cap on reviser optimizer steps (None = max_steps)")
     lora: bool = _f(True, "LoRA (PEFT) instead of full fine-tuning, for reviser/policy/baselines")
     lr: float = _f(2e-4, "learning rate (SFT, reviser and policy rounds)")
     pref_lr: float = _f(5e-5, "learning rate for DPO/ORPO baselines")
@@ -50,6 +64,12 @@ class SEFTConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.decision not in ("constrained", "free"):
+            raise ValueError(f"decision must be constrained|free, got {self.decision!r}")
+        if self.ranked_pairs not in ("worst", "each"):
+            raise ValueError(f"ranked_pairs must be worst|each, got {self.ranked_pairs!r}")
+        if self.reviser_eval_pairs < 0:
+            raise ValueError("reviser_eval_pairs must be >= 0")
         if self.evolution not in ("internal", "external"):
             raise ValueError(f"evolution must be internal|external, got {self.evolution!r}")
         if self.evolution == "external" and not self.external_model:

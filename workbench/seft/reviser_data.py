@@ -158,6 +158,7 @@ class ParsedRevision:
     decision: str          # KEEP or REVISE (malformed -> KEEP)
     response: str          # the final response (original when KEEP or malformed)
     malformed: bool
+    margin: float | None = None  # log p(REVISE) - log p(KEEP) (constrained decisions only)
 
 
 def parse_reviser_output(text: str | None, original: str, keep_token: str = KEEP,

@@ -41,9 +41,13 @@ from workbench.eval.chat import (
     win_rate,
 )
 from workbench.seft.config import SEFTConfig
+from workbench.seft.pref_sources import hh_user_turn, load_pref_pairs
 from workbench.seft.reviser_data import build_reviser_examples
 from workbench.seft.training import (
     generate_chat,
+    reviser_discrimination,
+    reviser_input_limit,
+    reviser_messages,
     sample_and_revise,
     train_on_revised,
     train_preference,
@@ -61,10 +65,6 @@ class SEFTResult:
     metrics: dict[str, Any]
 
 
-def _hh_user(prompt: str) -> str:
-    return prompt.split("Human:", 1)[-1].rsplit("Assistant:", 1)[0].strip()
-
-
 def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
     """JSON lines of ``what`` (pref_data / prompt_source); a bad line -> ValueError naming both."""
     from workbench.data.mtbench import _read_jsonl as read_lines
@@ -78,16 +78,11 @@ def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _normalize_pref(row: dict[str, Any]) -> dict[str, Any]:
-    """Accept prompt + chosen/rejected or prompt + chosen_response/rejected_response."""
-    out = dict(row)
-    for k in ("chosen", "rejected"):
-        if out.get(f"{k}_response") is None and isinstance(out.get(k), str):
-            out[f"{k}_response"] = out[k]
-    return out
-
-
 def _pref_rows(cfg: SEFTConfig) -> list[dict[str, Any]]:
+    """Preference pairs (prompt / chosen_response / rejected_response; unusable rows kept, with
+    None fields, so they are skipped and counted): enough for ``pref_size`` training pairs and
+    ``reviser_eval_pairs`` held-out ones."""
+    need = cfg.pref_size + cfg.reviser_eval_pairs
     if cfg.pref_data == "hh_rlhf":
         from workbench.data import load_hh_rlhf
         ds = load_hh_rlhf()
@@ -95,14 +90,12 @@ def _pref_rows(cfg: SEFTConfig) -> list[dict[str, Any]]:
         for i in range(len(ds)):  # single-turn HH rows only; prompt = the user's text
             r = ds[i]
             if r["prompt"].count("Human:") == 1:
-                out.append({**r, "prompt": _hh_user(r["prompt"])})
-            if len(out) >= cfg.pref_size * 2:
+                out.append({**r, "prompt": hh_user_turn(r["prompt"])})
+            if len(out) >= need * 2:
                 break
         return out
-    path = Path(cfg.pref_data)
-    if not path.is_file():
-        raise ValueError(f"pref_data {cfg.pref_data!r}: not 'hh_rlhf' and not a file")
-    return [_normalize_pref(r) for r in _read_jsonl(path, "pref_data")]
+    return load_pref_pairs(cfg.pref_data, split=cfg.pref_split, ranked=cfg.ranked_pairs,
+                           limit=None if Path(cfg.pref_data).is_file() else need * 4 + 64)
 
 
 def _prompt_candidates(cfg: SEFTConfig, n: int) -> list[str]:
@@ -113,7 +106,7 @@ def _prompt_candidates(cfg: SEFTConfig, n: int) -> list[str]:
     if cfg.prompt_source == "hh_rlhf":
         from workbench.data import load_hh_rlhf
         ds = load_hh_rlhf()
-        return [_hh_user(ds[i]["prompt"]) for i in range(len(ds) - 1, -1, -1)
+        return [hh_user_turn(ds[i]["prompt"]) for i in range(len(ds) - 1, -1, -1)
                 if ds[i]["prompt"].count("Human:") == 1][: n * 4 + 64]
     path = Path(cfg.prompt_source)
     if not path.is_file():
@@ -295,7 +288,9 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
     raw = _pref_rows(cfg)
     _, all_stats = build_reviser_examples(raw, include_keep=cfg.include_keep)
     skipped = set(all_stats.skipped_rows)
-    used = [r for i, r in enumerate(raw) if i not in skipped][: cfg.pref_size]
+    usable = [r for i, r in enumerate(raw) if i not in skipped]
+    used = usable[: cfg.pref_size]
+    heldout = usable[cfg.pref_size: cfg.pref_size + cfg.reviser_eval_pairs]
     if not used:
         raise ValueError(f"pref_data {cfg.pref_data!r}: no usable preference rows "
                          f"({all_stats.skipped_missing} missing a field, "
@@ -309,7 +304,7 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
                         f"field and {all_stats.skipped_identical} with identical chosen/rejected")
     run.write_artifact_json("reviser_data_stats.json", data_info)
     n_pool = cfg.rounds * cfg.prompts_per_round + cfg.eval_prompts
-    pool = _prompt_pool(cfg, {r["prompt"].strip() for r in used}, n_pool)
+    pool = _prompt_pool(cfg, {r["prompt"].strip() for r in used + heldout}, n_pool)
     if len(pool) < n_pool:
         raise ValueError(f"prompt_source {cfg.prompt_source!r}: the prompt pool has {len(pool)} "
                          f"usable prompts, need {n_pool} (rounds * prompts_per_round + "
@@ -319,21 +314,35 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
 
     # --- reviser ------------------------------------------------------------------------------
     rdir = ck / "reviser_final"
+    rev_limit = reviser_input_limit(cfg.max_length)
     info = _done(rdir)
     if info is None:
         ts = time.time()
         seed_everything(cfg.seed)
         rev, rtok = load_causal_lm(cfg.reviser_base)
-        rev, rloss = train_sft(rev, rtok, [e["messages"] for e in examples], ck / "reviser",
-                               lr=cfg.lr, stage="reviser", **tr_kw)
-        info = {"loss": rloss, "seconds": time.time() - ts}
+        before = reviser_discrimination(rev, rtok, heldout, max_input_tokens=rev_limit)
+        rev_kw = {**tr_kw, "epochs": cfg.reviser_epochs if cfg.reviser_epochs is not None
+                  else cfg.epochs, "max_steps": cfg.reviser_max_steps
+                  if cfg.reviser_max_steps is not None else cfg.max_steps}
+        rev, rloss = train_sft(rev, rtok, reviser_messages(rtok, examples, rev_limit),
+                               ck / "reviser", lr=cfg.lr, stage="reviser", **rev_kw)
+        after = reviser_discrimination(rev, rtok, heldout, max_input_tokens=rev_limit)
+        info = {"loss": rloss, "seconds": time.time() - ts,
+                "heldout": {"before_training": before, "after_training": after}}
         _save_stage(rev, rtok, rdir, info)
         del rev, rtok
         _gc()
     else:
         log.info("resume: reviser already trained (%s)", rdir)
     rloss = info["loss"]
+    reviser_heldout = info["heldout"]
     stage_seconds["reviser"] = info["seconds"]
+    ho = reviser_heldout["after_training"]
+    if ho["n_pairs"] and ho["share_revise_rejected"] <= ho["share_revise_chosen"]:
+        warnings.append(f"reviser: on {ho['n_pairs']} held-out pairs it revises the rejected "
+                        f"responses no more often than the chosen ones "
+                        f"({ho['share_revise_rejected']:.2f} vs {ho['share_revise_chosen']:.2f}): "
+                        "its decisions carry no preference signal")
 
     # --- baselines ----------------------------------------------------------------------------
     model_dirs: dict[str, Path] = {}
@@ -393,7 +402,8 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
                 rows, stats = sample_and_revise(
                     policy, ptok, rev, rtok, prompts, external_responses=ext_resp,
                     max_new_tokens=cfg.max_new_tokens,
-                    reviser_max_new_tokens=cfg.reviser_max_new_tokens)
+                    reviser_max_new_tokens=cfg.reviser_max_new_tokens, decision=cfg.decision,
+                    max_input_tokens=rev_limit)
                 stats["seconds_sample_revise"] = time.time() - ts
                 write_json(data_f, {"round": r, "stats": stats, "rows": rows})
             seed_everything(cfg.seed + 1000 * r + 1)
@@ -419,6 +429,9 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
             warnings.append(f"round {r}: the reviser revised none of {info['n']} responses "
                             f"({info['n_malformed']} malformed outputs): the policy was trained "
                             "on its own responses")
+        elif info.get("n_malformed"):
+            warnings.append(f"round {r}: {info['n_malformed']} of {info['n']} reviser outputs "
+                            "malformed (treated as KEEP)")
     policy = rev = ext = None
     _gc()
 
@@ -453,6 +466,7 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
     never = [s["round"] for s in rounds if s.get("never_revised")]
     metrics = {
         "table": table, "rounds": rounds, "reviser_train_loss": rloss,
+        "reviser_heldout": reviser_heldout, "decision": cfg.decision,
         "baseline_train_loss": baseline_loss, "reviser_data": data_info,
         "judge": judge.name, "judge_note": WEAK_JUDGE_NOTE if is_weak(judge) else "",
         "mtbench_questions": [q["question_id"] for q in qs],

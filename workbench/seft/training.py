@@ -15,11 +15,15 @@ import torch
 from datasets import Dataset
 
 from workbench.seft.reviser_data import (
+    KEEP,
+    REVISE,
     ParsedRevision,
     format_reviser_prompt,
     parse_reviser_output,
     summarize_revisions,
 )
+
+DECISIONS = ("constrained", "free")
 
 log = logging.getLogger(__name__)
 
@@ -110,10 +114,13 @@ def train_preference(kind: str, model, tokenizer, rows: list[dict[str, str]], ou
 @torch.no_grad()
 def generate_chat(model, tokenizer, user_texts: list[str] | list[list[dict[str, str]]], *,
                   max_new_tokens: int = 64, do_sample: bool = True, temperature: float = 0.7,
-                  top_p: float = 0.9, batch_size: int = 8) -> list[str]:
+                  top_p: float = 0.9, batch_size: int = 8,
+                  assistant_prefix: str = "") -> list[str]:
     """Greedy/sampled chat generation (left padding) through the model's chat template.
     Each item is a user text (single turn) or a whole conversation (list of messages ending with
-    a user turn, e.g. MT-Bench's second turn after the model's own first answer)."""
+    a user turn, e.g. MT-Bench's second turn after the model's own first answer).
+    ``assistant_prefix`` is written at the start of the assistant turn and the model continues it
+    (the prefix itself is not part of the returned text)."""
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -124,7 +131,7 @@ def generate_chat(model, tokenizer, user_texts: list[str] | list[list[dict[str, 
         chunk = user_texts[i:i + batch_size]
         convs = [[{"role": "user", "content": t}] if isinstance(t, str) else list(t) for t in chunk]
         texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                 for c in convs]
+                 + assistant_prefix for c in convs]
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
         kw = dict(do_sample=do_sample, max_new_tokens=max_new_tokens,
                   pad_token_id=tokenizer.pad_token_id)
@@ -135,21 +142,183 @@ def generate_chat(model, tokenizer, user_texts: list[str] | list[list[dict[str, 
     return [o.strip() for o in outs]
 
 
+def _n_tokens(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def _chat_prompt(tokenizer, user_text: str) -> str:
+    return tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
+                                         add_generation_prompt=True)
+
+
+def clip_reviser_input(tokenizer, prompt: str, response: str,
+                       max_tokens: int | None) -> tuple[str, str]:
+    """Shorten (instruction, response) so the reviser's chat prompt has at most ``max_tokens``
+    tokens (None = no limit). The response keeps what the instruction does not need, and the
+    instruction at least a third of the room. Used identically for training and inference, so
+    the reviser is asked in exactly the format it was trained on, and a training example is never
+    truncated before its decision token."""
+    if max_tokens is None:
+        return prompt, response
+    room = max_tokens - _n_tokens(tokenizer, _chat_prompt(tokenizer, format_reviser_prompt("", "")))
+    if room < 8:
+        raise ValueError(f"reviser input limit {max_tokens} tokens leaves no room for the "
+                         "instruction and response (raise max_length)")
+    p_ids, r_ids = (tokenizer(t.strip(), add_special_tokens=False)["input_ids"]
+                    for t in (prompt, response))
+    p_keep = min(len(p_ids), max(room // 3, room - len(r_ids)))
+    r_keep = min(len(r_ids), room - p_keep)
+    while True:  # decoded pieces can re-tokenize a little longer in context: shrink until it fits
+        p = prompt if p_keep == len(p_ids) else tokenizer.decode(p_ids[:p_keep])
+        r = response if r_keep == len(r_ids) else tokenizer.decode(r_ids[:r_keep])
+        over = _n_tokens(tokenizer, _chat_prompt(tokenizer, format_reviser_prompt(p, r))) \
+            - max_tokens
+        if over <= 0 or (p_keep == 0 and r_keep == 0):
+            return p, r
+        if r_keep > 0:
+            r_keep = max(0, r_keep - over)
+        else:
+            p_keep = max(0, p_keep - over)
+
+
+def reviser_input_limit(max_length: int) -> int:
+    """Reviser prompt budget inside ``max_length``: a quarter (at least 16 tokens) is left for the
+    decision line and the start of the response."""
+    return max_length - max(16, max_length // 4)
+
+
+def reviser_messages(tokenizer, examples: list[dict[str, Any]],
+                     max_tokens: int | None) -> list[list[dict[str, str]]]:
+    """Reviser SFT conversations (user = clipped reviser prompt, assistant = decision + response)
+    from :func:`~workbench.seft.reviser_data.build_reviser_examples` rows."""
+    out = []
+    for e in examples:
+        p, r = clip_reviser_input(tokenizer, e["prompt"], e["response"], max_tokens)
+        out.append([{"role": "user", "content": format_reviser_prompt(p, r)},
+                    {"role": "assistant", "content": e["target"]}])
+    return out
+
+
+@torch.no_grad()
+def continuation_logprobs(model, tokenizer, user_texts: list[str], continuations: list[str], *,
+                          batch_size: int = 8) -> list[list[float]]:
+    """log p(continuation | chat prompt) summed over its tokens, for every user text x
+    continuation, where the continuation is written right at the start of the assistant turn.
+    Returns one list per user text (in ``continuations`` order)."""
+    model.eval()
+    dev = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
+        tokenizer.eos_token_id
+    seqs: list[tuple[list[int], int]] = []   # (ids, number of continuation tokens)
+    for t in user_texts:
+        prompt = _chat_prompt(tokenizer, t)
+        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        for c in continuations:
+            full = tokenizer(prompt + c, add_special_tokens=False)["input_ids"]
+            if full[:len(p_ids)] != p_ids:  # the continuation merged into the prompt's last token
+                full = p_ids + tokenizer(c, add_special_tokens=False)["input_ids"]
+            seqs.append((full, len(full) - len(p_ids)))
+    scores: list[float] = []
+    for i in range(0, len(seqs), batch_size):
+        chunk = seqs[i:i + batch_size]
+        width = max(len(ids) for ids, _ in chunk)
+        k = max(n for _, n in chunk)
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x, _ in chunk], device=dev)
+        att = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x, _ in chunk], device=dev)
+        pos = (att.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=ids, attention_mask=att, position_ids=pos,
+                       logits_to_keep=k + 1).logits.float()
+        logp = torch.log_softmax(logits[:, :-1], dim=-1)          # predicts the last k tokens
+        tgt = ids[:, -k:]
+        tok_lp = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (b, k)
+        for j, (_, n) in enumerate(chunk):
+            scores.append(float(tok_lp[j, k - n:].sum()))
+    m = len(continuations)
+    return [scores[i * m:(i + 1) * m] for i in range(len(user_texts))]
+
+
+def decision_margins(reviser, tokenizer, prompts: list[str], responses: list[str], *,
+                     max_input_tokens: int | None = None, batch_size: int = 8) -> list[float]:
+    """log p("REVISE" line) - log p("KEEP" line) right after the reviser prompt, per pair
+    (> 0: the reviser prefers to revise)."""
+    inputs = [format_reviser_prompt(*clip_reviser_input(tokenizer, p, r, max_input_tokens))
+              for p, r in zip(prompts, responses, strict=True)]
+    lp = continuation_logprobs(reviser, tokenizer, inputs, [KEEP + "\n", REVISE + "\n"],
+                               batch_size=batch_size)
+    return [b - a for a, b in lp]
+
+
 def revise(reviser, tokenizer, prompts: list[str], responses: list[str], *,
-           max_new_tokens: int = 128, batch_size: int = 8, return_raw: bool = False):
-    """Run the reviser (greedy) on (prompt, response) pairs and parse its outputs.
+           max_new_tokens: int = 128, batch_size: int = 8, return_raw: bool = False,
+           decision: str = "constrained", max_input_tokens: int | None = None):
+    """Run the reviser on (prompt, response) pairs.
+
+    ``decision="constrained"``: KEEP or REVISE is whichever decision line the reviser gives the
+    higher log-probability right after the prompt (always a valid decision; the margin is kept);
+    only for REVISE is the revision generated (greedy), continuing after "REVISE\\n". An empty
+    revision is malformed (-> KEEP, counted).
+    ``decision="free"``: the reviser generates freely (greedy) and :func:`parse_reviser_output`
+    reads the decision (malformed -> KEEP, counted).
     Returns the parsed revisions, or (parsed, raw outputs) with ``return_raw``."""
-    inputs = [format_reviser_prompt(p, r) for p, r in zip(prompts, responses, strict=True)]
-    raw = generate_chat(reviser, tokenizer, inputs, max_new_tokens=max_new_tokens,
-                        do_sample=False, batch_size=batch_size)
-    parsed: list[ParsedRevision] = [parse_reviser_output(t, r)
-                                    for t, r in zip(raw, responses, strict=True)]
+    if decision not in DECISIONS:
+        raise ValueError(f"decision must be one of {DECISIONS}, got {decision!r}")
+    clipped = [clip_reviser_input(tokenizer, p, r, max_input_tokens)
+               for p, r in zip(prompts, responses, strict=True)]
+    inputs = [format_reviser_prompt(p, r) for p, r in clipped]
+    if decision == "free":
+        raw = generate_chat(reviser, tokenizer, inputs, max_new_tokens=max_new_tokens,
+                            do_sample=False, batch_size=batch_size)
+        parsed: list[ParsedRevision] = [parse_reviser_output(t, r)
+                                        for t, r in zip(raw, responses, strict=True)]
+        return (parsed, raw) if return_raw else parsed
+    margins = decision_margins(reviser, tokenizer, prompts, responses,
+                               max_input_tokens=max_input_tokens, batch_size=batch_size)
+    todo = [i for i, mg in enumerate(margins) if mg > 0]
+    bodies = dict(zip(todo, generate_chat(
+        reviser, tokenizer, [inputs[i] for i in todo], max_new_tokens=max_new_tokens,
+        do_sample=False, batch_size=batch_size, assistant_prefix=REVISE + "\n"), strict=True))
+    parsed, raw = [], []
+    for i, (resp, mg) in enumerate(zip(responses, margins, strict=True)):
+        if i not in bodies:
+            parsed.append(ParsedRevision(KEEP, resp, False, mg))
+            raw.append(KEEP)
+        else:
+            body = bodies[i].strip()
+            parsed.append(ParsedRevision(REVISE, body, False, mg) if body
+                          else ParsedRevision(KEEP, resp, True, mg))
+            raw.append(f"{REVISE}\n{bodies[i]}")
     return (parsed, raw) if return_raw else parsed
+
+
+def reviser_discrimination(reviser, tokenizer, pairs: list[dict[str, str]], *,
+                           max_input_tokens: int | None = None,
+                           batch_size: int = 8) -> dict[str, Any]:
+    """Does the reviser tell rejected from chosen responses? On held-out preference pairs
+    (prompt, chosen_response, rejected_response): the share of REVISE decisions (constrained:
+    log-prob margin > 0) on the rejected and on the chosen responses, the accuracy of
+    "rejected -> REVISE, chosen -> KEEP", and how often the margin is larger on the rejected one
+    of a pair (pairwise accuracy; 0.5 = no discrimination)."""
+    if not pairs:
+        return {"n_pairs": 0}
+    prompts = [p["prompt"] for p in pairs]
+    rej = decision_margins(reviser, tokenizer, prompts, [p["rejected_response"] for p in pairs],
+                           max_input_tokens=max_input_tokens, batch_size=batch_size)
+    cho = decision_margins(reviser, tokenizer, prompts, [p["chosen_response"] for p in pairs],
+                           max_input_tokens=max_input_tokens, batch_size=batch_size)
+    n = len(pairs)
+    return {"n_pairs": n,
+            "share_revise_rejected": sum(m > 0 for m in rej) / n,
+            "share_revise_chosen": sum(m > 0 for m in cho) / n,
+            "decision_accuracy": (sum(m > 0 for m in rej) + sum(m <= 0 for m in cho)) / (2 * n),
+            "pairwise_accuracy": sum(a > b for a, b in zip(rej, cho, strict=True)) / n,
+            "mean_margin_rejected": sum(rej) / n, "mean_margin_chosen": sum(cho) / n}
 
 
 def sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts: list[str], *,
                       external_responses: list[str] | None = None, max_new_tokens: int = 64,
-                      reviser_max_new_tokens: int = 128) -> tuple[list[dict[str, Any]], dict]:
+                      reviser_max_new_tokens: int = 128, decision: str = "constrained",
+                      max_input_tokens: int | None = None
+                      ) -> tuple[list[dict[str, Any]], dict]:
     """First half of a SEFT round: the policy's sampled responses (internal evolution) or the given
     external ones, revised by the reviser. Returns (rows, stats); rows are the round's data
     (prompt, response, decision, revised, malformed, reviser_output), stats from
@@ -163,13 +332,14 @@ def sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts: list[st
     else:
         responses = generate_chat(policy, policy_tok, prompts, max_new_tokens=max_new_tokens)
     parsed, raw = revise(reviser, reviser_tok, prompts, responses,
-                         max_new_tokens=reviser_max_new_tokens, return_raw=True)
-    stats = summarize_revisions(parsed)
+                         max_new_tokens=reviser_max_new_tokens, return_raw=True,
+                         decision=decision, max_input_tokens=max_input_tokens)
+    stats = {**summarize_revisions(parsed), "decision": decision}
     if stats["never_revised"]:
         log.warning("SEFT round: the reviser revised none of %d responses (%d malformed)",
                     stats["n"], stats["n_malformed"])
     rows = [{"prompt": p, "response": r, "decision": q.decision, "revised": q.response,
-             "malformed": q.malformed, "reviser_output": o}
+             "malformed": q.malformed, "margin": q.margin, "reviser_output": o}
             for p, r, q, o in zip(prompts, responses, parsed, raw, strict=True)]
     return rows, stats
 
@@ -193,13 +363,15 @@ def evolution_round(policy, policy_tok, reviser, reviser_tok, prompts: list[str]
                     external_responses: list[str] | None = None, lora: bool = False,
                     lr: float = 2e-5, epochs: float = 1.0, batch_size: int = 4,
                     max_steps: int = -1, seed: int = 0, max_new_tokens: int = 64,
-                    reviser_max_new_tokens: int = 128, max_length: int = 512):
+                    reviser_max_new_tokens: int = 128, max_length: int = 512,
+                    decision: str = "constrained", max_input_tokens: int | None = None):
     """One SEFT round: sample (internal) or take external responses, revise, SFT the policy.
     Returns (new policy, stats, rows); rows are the round's (prompt, response, decision, revised)."""
     rows, stats = sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts,
                                     external_responses=external_responses,
                                     max_new_tokens=max_new_tokens,
-                                    reviser_max_new_tokens=reviser_max_new_tokens)
+                                    reviser_max_new_tokens=reviser_max_new_tokens,
+                                    decision=decision, max_input_tokens=max_input_tokens)
     policy, loss = train_on_revised(policy, policy_tok, rows, out_dir, lora=lora, lr=lr,
                                     epochs=epochs, batch_size=batch_size, max_steps=max_steps,
                                     seed=seed, max_length=max_length)
