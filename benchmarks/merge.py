@@ -71,15 +71,42 @@ def _bench(code: str, args: dict, repeats: int) -> dict:
             "merge_rss_mb": max(r["peak_kb"] - r["rss0_kb"] for r in runs) / 1024}
 
 
-def _max_abs_diff(a: Path, b: Path) -> float:
+def _uniform_in_mergekit(base: str, models: list[str], select_topk: float) -> set[str]:
+    """Tensors where mergekit's `sce_weight` falls back to uniform weights: the sum over inputs
+    of the mean squared (selected) delta is below its 1e-6 threshold, as for most tensors of
+    fine-tuned models; there our (exact) SCE weights differ from mergekit's by design."""
+    from workbench.common.models import resolve_model
+    from workbench.fusion.merge import Checkpoint, sce_select_mask
+    from workbench.fusion.merge.registry import stack_deltas
+
+    b = Checkpoint(resolve_model(base))
+    ins = [Checkpoint(m) for m in models]
+    out = set()
+    for name in b.names:
+        t = b.load(name)
+        if not t.is_floating_point():
+            continue
+        d = stack_deltas(t, [c.load(name) for c in ins])
+        d = d * sce_select_mask(d, select_topk)
+        if float(d.square().flatten(1).mean(1).sum()) < 1e-6:
+            out.add(name)
+    return out
+
+
+def _max_abs_diff(a: Path, b: Path, names: set[str] | None = None) -> tuple[float, str, int]:
+    """(max |a - b| over the tensors in `names` (all if None), where it occurs, tensors seen)."""
     from workbench.fusion.merge import Checkpoint
 
     ca, cb = Checkpoint(a), Checkpoint(b)
-    worst = 0.0
+    worst, where, n = 0.0, "-", 0
     for name in ca.names:
+        if names is not None and name not in names:
+            continue
         x, y = ca.load(name).float(), cb.load(name).float()
-        worst = max(worst, float((x - y).abs().max()))
-    return worst
+        d, n = float((x - y).abs().max()), n + 1
+        if d > worst:
+            worst, where = d, name
+    return worst, where, n
 
 
 def _size_mb(folder: str) -> float:
@@ -122,16 +149,28 @@ def main() -> None:
                   "(optional peer, LGPL; `pip install mergekit` to enable the comparison)")
             return
         try:
-            r = _bench(MERGEKIT, {**args, "out": f"{tmp}/mergekit"}, a.repeats)
+            from workbench.common.models import resolve_model
+
+            # mergekit takes hub ids or folders, not our registry names (tiny:llama, ...)
+            r = _bench(MERGEKIT, {**args, "base": str(resolve_model(a.base)),
+                                  "out": f"{tmp}/mergekit"}, a.repeats)
         except RuntimeError as e:
             print(f"mergekit comparison failed: {e}")
             return
         print(f"mergekit sce: {r['seconds']:.2f} s, peak RSS {r['peak_mb']:.0f} MB; "
               f"time ratio ours/mergekit {res['masked']['seconds'] / r['seconds']:.2f}")
+        uniform = _uniform_in_mergekit(a.base, models, a.select_topk)
+        from workbench.fusion.merge import Checkpoint
+
+        names = set(Checkpoint(f"{tmp}/mergekit").names)
         for variant in ("masked", "official"):
-            d = _max_abs_diff(Path(f"{tmp}/ours_{variant}"), Path(f"{tmp}/mergekit"))
             tag = "matching variant" if variant == "masked" else "different variant, expected > 0"
-            print(f"max |ours[{variant}] - mergekit| = {d:.3e} ({tag})")
+            for label, subset in (("SCE weights", names - uniform),
+                                  ("mergekit's uniform fallback", uniform)):
+                d, where, n = _max_abs_diff(Path(f"{tmp}/ours_{variant}"), Path(f"{tmp}/mergekit"),
+                                            subset)
+                print(f"max |ours[{variant}] - mergekit| = {d:.3e} over {n} tensors with "
+                      f"{label} (at {where}; {tag})")
 
 
 if __name__ == "__main__":

@@ -29,8 +29,9 @@ def _base_weights():
 def test_pairwise_target_trains_saves_and_resumes(reps, tmp_path):
     pivot, src = reps
     args = TrainArgs(model="tiny:llama", lam=0.0, lr=3e-3, max_steps=6, batch_size=2,
-                     save_steps=3, warmup_ratio=0.0)
+                     save_steps=3, warmup_ratio=0.0, keep_checkpoints=True)
     out = train_target(args, pivot, src, tmp_path / "t")
+    assert (tmp_path / "t" / "checkpoints" / "checkpoint-6").is_dir()  # kept on request
     info = train_info(out)
     steps = [h for h in info["log_history"] if "fuse_loss" in h]
     assert info["global_step"] == 6 and info["num_sources"] == 1
@@ -58,6 +59,8 @@ def test_lora_target_is_merged_and_sft_only_needs_no_targets(reps, tmp_path):
     lora = train_target(TrainArgs(model="tiny:llama", lr=1e-2, max_steps=2, batch_size=2,
                                   lora=True, lora_r=4), pivot, [src, src], tmp_path / "multi")
     assert not (lora / "adapter_config.json").exists()
+    # finished: the resume checkpoints (optimizer state included) are gone by default
+    assert not (tmp_path / "multi" / "checkpoints").exists()
     merged = load_file(f"{lora}/model.safetensors")
     base = _base_weights()
     name = "model.layers.0.self_attn.q_proj.weight"

@@ -220,15 +220,29 @@ def evaluate_model(cfg: Any, label: str, path: str, dialogues: Sequence[Any], ju
         tok.pad_token = tok.eos_token
     res: dict[str, Any] = {"model": label, "path": str(path),
                            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+    timing: dict[str, float] = {"load": time.perf_counter() - t0}
+
+    def lap(key: str, t: float) -> None:
+        timing[key] = time.perf_counter() - t
+
+    t = time.perf_counter()
     res["heldout"] = heldout_ce(model, tok, dialogues, cfg.max_length)
+    lap("heldout", t)
     if cfg.mtbench_limit > 0:
+        t = time.perf_counter()
         gen = chat_generator(model, tok, chat_template, cfg.max_new_tokens)
         answers = mtbench_answers_batch(gen, questions, cfg.mtbench_limit)
         res["mtbench_answers"] = answers
+        lap("answers", t)
+        t = time.perf_counter()
         res["mtbench"] = mtbench_score(judge, answers)
+        lap("judge", t)
     if cfg.zeroshot_limit > 0:
+        t = time.perf_counter()
         res["zeroshot"] = evaluate(model, tok, TASKS, cfg.zeroshot_limit)
+        lap("zeroshot", t)
     res["seconds"] = time.perf_counter() - t0
+    res["timing"] = timing
     del model
     gc.collect()
     return res

@@ -65,6 +65,9 @@ class TrainArgs:
     gradient_checkpointing: bool = False
     save_steps: int | None = None  # None: a checkpoint every quarter of training, >= 10 steps
     save_total_limit: int = 1
+    # the resume checkpoints (weights + optimizer state: ~3x the model) are deleted once the
+    # final model is saved, unless kept
+    keep_checkpoints: bool = False
     logging_steps: int = 1
     chat_template: str | None = None  # override the pivot tokenizer's template in the output
 
@@ -228,6 +231,8 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
             "train_loss": result.training_loss, "seconds": time.perf_counter() - t0,
             "resumed_from": resume, "log_history": history}
     _save(trainer, tok, final, info, lora=args.lora)
+    if not args.keep_checkpoints and trainer.is_world_process_zero():
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     return final
 
 
