@@ -77,3 +77,43 @@ def test_stage_rerun_with_new_settings_discards_its_old_outputs(tmp_path):
     ctx.redo = {"merges", "evaluation"}
     _discard_if_redone(ctx, "merges", [tmp_path / "merged", tmp_path / "absent"])
     assert not (tmp_path / "merged").exists()
+
+
+def _heldout(pairs):
+    return {"ce": sum(n for n, _ in pairs) / sum(t for _, t in pairs),
+            "per_dialogue": [{"nll_sum": n, "n_tokens": t} for n, t in pairs]}
+
+
+def test_paired_ce_diff_hand_computed():
+    from workbench.fusion.train.pipeline import paired_ce_diff
+
+    # x = [1, -1] over 15 tokens: diff 0, se = sqrt(2/1 * (1 + 1)) / 15
+    r = paired_ce_diff(_heldout([(10, 5), (20, 10)]), _heldout([(9, 5), (21, 10)]))
+    assert r["diff"] == 0.0 and r["se"] == pytest.approx(2 / 15)
+    # x = [2, 0] over 8 tokens: diff 0.25, residuals [2 - 1, 0 - 1] -> se = sqrt(2 * 2) / 8
+    r = paired_ce_diff(_heldout([(12, 4), (8, 4)]), _heldout([(10, 4), (8, 4)]))
+    assert r["diff"] == 0.25 and r["se"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="same dialogues"):
+        paired_ce_diff(_heldout([(12, 4)]), _heldout([(10, 5)]))
+
+
+def test_seed_table_over_two_runs(tmp_path):
+    from workbench.common.io import write_json
+    from workbench.fusion.train.pipeline import seed_table
+
+    runs = []
+    for seed, sce_nll in ((0, 9.0), (1, 11.0)):
+        run = tmp_path / f"seed{seed}"
+        write_json(run / "metrics.json", {"table": [{"model": "SFT"}, {"model": "SCE"}]})
+        for label, group, nll in (("SFT", "baseline", 10.0), ("SCE", "merge", sce_nll)):
+            write_json(run / "checkpoints" / "eval" / f"{label}.json",
+                       {"model": label, "group": group,
+                        "heldout": _heldout([(nll, 10), (10.0, 10)]),
+                        "mtbench": {"score": 5.0}, "zeroshot": {"avg": 0.5}})
+        runs.append(run)
+    rows = {r["model"]: r for r in seed_table(runs)}
+    assert rows["SCE"]["ce"] == [0.95, 1.05] and rows["SCE"]["ce_mean"] == 1.0
+    assert rows["SCE"]["ce_spread"] == 0.1
+    assert rows["SCE"]["d_vs_sft_1e4"] == [-500.0, 500.0]
+    assert rows["SFT"]["d_vs_sft_1e4"] == [0.0, 0.0]
+    assert rows["SCE"]["judge"] == [5.0, 5.0] and rows["SCE"]["zeroshot"] == [0.5, 0.5]

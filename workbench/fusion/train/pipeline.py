@@ -314,6 +314,56 @@ def fusechat_table(results: dict[str, dict[str, Any]], reference: str = "SFT"
     return rows
 
 
+def paired_ce_diff(model: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
+    """Held-out CE of ``model`` minus ``reference`` on the same dialogues, with its paired
+    standard error: ``diff = sum_d (nll_d - nll_ref_d) / sum_d tokens_d`` (the difference of the
+    token-weighted CEs) and ``se = sqrt(n / (n - 1) * sum_d (x_d - diff * tokens_d)^2) /
+    sum_d tokens_d``, where ``x_d = nll_d - nll_ref_d`` (the ratio estimator's linearised SE).
+
+    Both arguments are ``heldout`` results (``per_dialogue`` with ``nll_sum``, ``n_tokens``).
+    """
+    a, b = model["per_dialogue"], reference["per_dialogue"]
+    if len(a) != len(b) or any(x["n_tokens"] != y["n_tokens"] for x, y in zip(a, b)):
+        raise ValueError("paired_ce_diff: the two results are not on the same dialogues")
+    tokens = sum(x["n_tokens"] for x in a)
+    xs = [x["nll_sum"] - y["nll_sum"] for x, y in zip(a, b)]
+    diff = sum(xs) / tokens
+    n = len(xs)
+    if n < 2:
+        return {"diff": diff, "se": math.nan}
+    ss = sum((x - diff * d["n_tokens"]) ** 2 for x, d in zip(xs, a))
+    return {"diff": diff, "se": math.sqrt(n / (n - 1) * ss) / tokens}
+
+
+def seed_table(run_dirs: Sequence[str | Path], reference: str = "SFT") -> list[dict[str, Any]]:
+    """One row per model over runs that differ only in the seed: held-out CE per seed, its mean
+    and spread, the paired CE difference to ``reference`` per seed (x 1e-4 nats, with SE), and
+    the judge and zero-shot averages per seed."""
+    per_run = [read_json(Path(d) / "metrics.json") for d in run_dirs]
+    evals = []
+    for d in run_dirs:
+        folder = Path(d) / "checkpoints" / "eval"
+        evals.append({r["model"]: r for r in (read_json(f) for f in sorted(folder.glob("*.json")))})
+    labels = [r["model"] for r in per_run[0]["table"]]
+    rows = []
+    for label in labels:
+        if not all(label in e for e in evals):
+            continue
+        ces = [e[label]["heldout"]["ce"] for e in evals]
+        row: dict[str, Any] = {"model": label, "group": evals[0][label]["group"],
+                               "ce": [round(c, 5) for c in ces],
+                               "ce_mean": round(sum(ces) / len(ces), 5),
+                               "ce_spread": round(max(ces) - min(ces), 5)}
+        if all(reference in e for e in evals):
+            pd = [paired_ce_diff(e[label]["heldout"], e[reference]["heldout"]) for e in evals]
+            row[f"d_vs_{reference.lower()}_1e4"] = [round(1e4 * p["diff"], 2) for p in pd]
+            row["se_1e4"] = [round(1e4 * p["se"], 2) for p in pd]
+        row["judge"] = [_num(e[label].get("mtbench", {}).get("score")) for e in evals]
+        row["zeroshot"] = [_num(e[label].get("zeroshot", {}).get("avg")) for e in evals]
+        rows.append(row)
+    return rows
+
+
 # ---- stages for workbench.fusion.run (fn(ctx) -> summary with "metrics") ---------------------
 def _models_dir(ctx) -> Path:
     return ctx.run.artifacts / "models"
