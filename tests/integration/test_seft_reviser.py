@@ -9,7 +9,12 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from workbench.common import load_causal_lm, seed_everything  # noqa: E402
-from workbench.seft.reviser_data import KEEP, REVISE, build_reviser_examples  # noqa: E402
+from workbench.seft.reviser_data import (  # noqa: E402
+    KEEP,
+    REVISE,
+    build_reviser_examples,
+    usable_revision,
+)
 from workbench.seft.training import (  # noqa: E402
     _chat_prompt,
     clip_reviser_input,
@@ -33,9 +38,9 @@ def tiny():
 
 def test_continuation_logprobs_match_a_plain_forward(tiny):
     m, tok = tiny
-    texts, conts = ["Hi there", "A much longer user message, padded in the batch"], ["KEEP\n",
-                                                                                      "REVISE\n"]
-    got = continuation_logprobs(m, tok, texts, conts, batch_size=3)  # batches mix lengths
+    texts = ["Hi there", "A much longer user message, padded in the batch", "Third"]
+    conts = ["KEEP\n", "REVISE\n", "R"]
+    got = continuation_logprobs(m, tok, texts, conts, batch_size=2)  # batches mix lengths
     for t, row in zip(texts, got, strict=True):
         p = tok(_chat_prompt(tok, t), add_special_tokens=False)["input_ids"]
         for c, lp in zip(conts, row, strict=True):
@@ -79,7 +84,7 @@ def test_constrained_decision_follows_the_margin(tiny):
             assert q.decision == REVISE and o.startswith("REVISE\n") and q.response
         else:
             assert q.decision == KEEP and q.response == r
-        assert q.malformed == (mg > 0 and not o[len("REVISE\n"):].strip())
+        assert q.malformed == (mg > 0 and not usable_revision(o[len("REVISE\n"):]))
     with pytest.raises(ValueError, match="decision must be one of"):
         revise(m, tok, prompts, resps, decision="sampled")
 
@@ -105,11 +110,13 @@ def test_a_reviser_trained_to_revise_revises_in_both_modes(tmp_path):
                              return_raw=True)
     assert con.margin > 0 and craw.startswith("REVISE\n")
     # a REVISE decision with an empty revision would be malformed, never a silent REVISE
-    assert (con.decision, con.malformed) == ((REVISE, False) if craw[7:].strip() else (KEEP, True))
+    assert (con.decision, con.malformed) == ((REVISE, False) if usable_revision(craw[7:])
+                                             else (KEEP, True))
     (free,), (raw,) = revise(m, tok, ["Tell me about snow."], ["snow no"], max_new_tokens=8,
                              decision="free", return_raw=True)
     assert raw.startswith(REVISE) and free.margin is None
-    assert (free.decision, free.malformed) == ((REVISE, False) if raw[6:].strip() else (KEEP, True))
+    assert (free.decision, free.malformed) == ((REVISE, False) if usable_revision(raw[6:])
+                                               else (KEEP, True))
 
 
 def test_discrimination_counts(tiny):

@@ -62,7 +62,9 @@ def test_parse_well_formed():
 
 
 def test_parse_malformed_and_empty():
-    for text in ["", None, "   \n ", "Sure, here is something", "REVISE\n   "]:
+    for text in ["", None, "   \n ", "Sure, here is something", "REVISE\n   ",
+                 "REVISE\n### Instruction:\nHi?\n\n### Response:\nx",  # echoes its prompt
+                 "REVISE\nA better one.\n\n### Response:\nx"]:
         p = parse_reviser_output(text, "orig")
         assert (p.decision, p.response, p.malformed) == (KEEP, "orig", True), text
 

@@ -2,6 +2,8 @@ import math
 
 from workbench.viz.seft import (
     paper_rows,
+    reviser_heldout_figure,
+    reviser_heldout_rows,
     rounds_figure,
     score_per_round_figure,
     seed_spread,
@@ -52,3 +54,16 @@ def test_figures_build():
     f = table_figure(T)
     assert list(f.data[0].x)[:3] == ["SFT", "DPO", "ORPO"]
     assert not math.isnan(f.data[3].y[0])
+
+
+def test_reviser_heldout_rows_and_figure():
+    h = {"before_training": {"n_pairs": 4, "share_revise_rejected": 1.0,
+                             "share_revise_chosen": 1.0},
+         "after_training": {"n_pairs": 4, "share_revise_rejected": 0.75,
+                            "share_revise_chosen": 0.25}}
+    rows = reviser_heldout_rows(h)
+    assert [r["reviser"] for r in rows] == ["before training", "after training"]
+    fig = reviser_heldout_figure(h)
+    assert [list(t.y) for t in fig.data] == [[1.0, 0.75], [1.0, 0.25]]
+    assert "4 held-out" in fig.layout.title.text
+    assert reviser_heldout_rows({"before_training": {"n_pairs": 0}}) == []

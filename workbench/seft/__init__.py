@@ -21,8 +21,10 @@ all UNVERIFIED against the paper and each a parameter (``SEFTConfig`` field or f
    model answers the instruction) while constrained gave valid decisions; after 36 steps at lr
    5e-4 free decoding was well formed (0 of 12 malformed) and agreed with constrained on 10 of 12.
    ``free``: generate and parse; malformed -> KEEP + the original response (counted); KEEP returns
-   the original (the repeated text is not trusted); REVISE with an empty body is malformed (in
-   both modes). The log-prob margin is saved per response.
+   the original (the repeated text is not trusted); REVISE with an empty body, or one that
+   echoes the reviser's prompt format ("### Instruction:" ...), is malformed (in both modes;
+   measured: a reviser trained 6 steps copied its prompt in 3 of 3 revisions). The log-prob
+   margin is saved per response.
 5. A round: the policy samples (temperature 0.7, top-p 0.9) one response per fresh prompt, the
    reviser decides, and the policy is SFT-ed (assistant-only loss) on every kept or revised
    response; LoRA is merged after each stage; round r+1 starts from round r's policy.

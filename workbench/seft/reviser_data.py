@@ -153,6 +153,13 @@ def build_reviser_examples_ranked(
     return build_reviser_examples(pairs, **kw)
 
 
+def usable_revision(body: str) -> bool:
+    """A revision is a response: not empty, and not the reviser echoing its own prompt format
+    (a briefly trained reviser often copies "### Instruction: ..." from its input)."""
+    b = body.strip()
+    return bool(b) and not b.startswith("### Instruction:") and "### Response:" not in b
+
+
 @dataclass(frozen=True)
 class ParsedRevision:
     decision: str          # KEEP or REVISE (malformed -> KEEP)
@@ -167,7 +174,8 @@ def parse_reviser_output(text: str | None, original: str, keep_token: str = KEEP
 
     Well formed: first non-empty line starts with the decision token; the rest is the response.
     KEEP -> the original response is returned (the repeated text is not trusted).
-    REVISE with an empty body, empty output, or no decision token -> malformed -> KEEP + original.
+    REVISE with an empty body or one that echoes the prompt format (:func:`usable_revision`),
+    empty output, or no decision token -> malformed -> KEEP + original.
     """
     if not text or not text.strip():
         return ParsedRevision(keep_token, original, True)
@@ -177,7 +185,7 @@ def parse_reviser_output(text: str | None, original: str, keep_token: str = KEEP
     if head.startswith(revise_token.upper()):
         tail = first.strip().lstrip("*#[ ")[len(revise_token):].lstrip(" :*].-")
         body = (tail + "\n" + rest).strip()
-        if not body:
+        if not usable_revision(body):
             return ParsedRevision(keep_token, original, True)
         return ParsedRevision(revise_token, body, False)
     if head.startswith(keep_token.upper()):

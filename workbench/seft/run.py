@@ -277,6 +277,9 @@ def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None
 def run_seft(cfg: SEFTConfig) -> SEFTResult:
     """The whole SEFT experiment; resumes from the last finished stage of the same run folder."""
     t0 = time.time()
+    if cfg.num_threads:
+        import torch
+        torch.set_num_threads(cfg.num_threads)
     run = RunDir.create(cfg, kind="seft")
     ck = run.checkpoints
     tr_kw = dict(lora=cfg.lora, epochs=cfg.epochs, batch_size=cfg.batch_size,

@@ -21,6 +21,7 @@ from workbench.seft.reviser_data import (
     format_reviser_prompt,
     parse_reviser_output,
     summarize_revisions,
+    usable_revision,
 )
 
 DECISIONS = ("constrained", "free")
@@ -204,37 +205,52 @@ def continuation_logprobs(model, tokenizer, user_texts: list[str], continuations
                           batch_size: int = 8) -> list[list[float]]:
     """log p(continuation | chat prompt) summed over its tokens, for every user text x
     continuation, where the continuation is written right at the start of the assistant turn.
+    The prompt is run once (KV cache) and each continuation scored on top of it.
     Returns one list per user text (in ``continuations`` order)."""
+    import copy
     model.eval()
     dev = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else \
         tokenizer.eos_token_id
-    seqs: list[tuple[list[int], int]] = []   # (ids, number of continuation tokens)
-    for t in user_texts:
-        prompt = _chat_prompt(tokenizer, t)
-        p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    out: list[list[float]] = []
+    for i in range(0, len(user_texts), batch_size):
+        prompts = [_chat_prompt(tokenizer, t) for t in user_texts[i:i + batch_size]]
+        p_ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+        conts: list[list[list[int]]] = []   # [continuation][text] -> token ids after the prompt
         for c in continuations:
-            full = tokenizer(prompt + c, add_special_tokens=False)["input_ids"]
-            if full[:len(p_ids)] != p_ids:  # the continuation merged into the prompt's last token
-                full = p_ids + tokenizer(c, add_special_tokens=False)["input_ids"]
-            seqs.append((full, len(full) - len(p_ids)))
-    scores: list[float] = []
-    for i in range(0, len(seqs), batch_size):
-        chunk = seqs[i:i + batch_size]
-        width = max(len(ids) for ids, _ in chunk)
-        k = max(n for _, n in chunk)
-        ids = torch.tensor([[pad] * (width - len(x)) + x for x, _ in chunk], device=dev)
-        att = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x, _ in chunk], device=dev)
+            row = []
+            for p, ids in zip(prompts, p_ids, strict=True):
+                full = tokenizer(p + c, add_special_tokens=False)["input_ids"]
+                # the continuation merged into the prompt's last token: tokenize it on its own
+                row.append(full[len(ids):] if full[:len(ids)] == ids and len(full) > len(ids)
+                           else tokenizer(c, add_special_tokens=False)["input_ids"])
+            conts.append(row)
+        width = max(len(x) for x in p_ids)
+        ids = torch.tensor([[pad] * (width - len(x)) + x for x in p_ids], device=dev)
+        att = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in p_ids], device=dev)
         pos = (att.cumsum(-1) - 1).clamp(min=0)
-        logits = model(input_ids=ids, attention_mask=att, position_ids=pos,
-                       logits_to_keep=k + 1).logits.float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)          # predicts the last k tokens
-        tgt = ids[:, -k:]
-        tok_lp = logp.gather(-1, tgt.unsqueeze(-1)).squeeze(-1)  # (b, k)
-        for j, (_, n) in enumerate(chunk):
-            scores.append(float(tok_lp[j, k - n:].sum()))
-    m = len(continuations)
-    return [scores[i * m:(i + 1) * m] for i in range(len(user_texts))]
+        res = model(input_ids=ids, attention_mask=att, position_ids=pos, use_cache=True,
+                    logits_to_keep=1)
+        first = torch.log_softmax(res.logits[:, -1].float(), dim=-1)
+        scores = []
+        for j, row in enumerate(conts):
+            k = max(len(x) for x in row)
+            c_ids = torch.tensor([x + [pad] * (k - len(x)) for x in row], device=dev)
+            c_mask = torch.tensor([[1] * len(x) + [0] * (k - len(x)) for x in row], device=dev)
+            lp = first.gather(-1, c_ids[:, :1]).squeeze(-1)
+            if k > 1:  # feed tokens 0..k-2 on top of the prompt's cache, score tokens 1..k-1
+                cache = res.past_key_values if j == len(conts) - 1 else \
+                    copy.deepcopy(res.past_key_values)
+                step = model(input_ids=c_ids[:, :-1],
+                             attention_mask=torch.cat([att, torch.ones_like(c_ids[:, :-1])], 1),
+                             position_ids=pos[:, -1:] + torch.arange(1, k, device=dev),
+                             past_key_values=cache, use_cache=True)
+                tok_lp = torch.log_softmax(step.logits.float(), -1).gather(
+                    -1, c_ids[:, 1:].unsqueeze(-1)).squeeze(-1)
+                lp = lp + (tok_lp * c_mask[:, 1:]).sum(-1)
+            scores.append(lp)
+        out += torch.stack(scores, 1).tolist()
+    return out
 
 
 def decision_margins(reviser, tokenizer, prompts: list[str], responses: list[str], *,
@@ -256,7 +272,7 @@ def revise(reviser, tokenizer, prompts: list[str], responses: list[str], *,
     ``decision="constrained"``: KEEP or REVISE is whichever decision line the reviser gives the
     higher log-probability right after the prompt (always a valid decision; the margin is kept);
     only for REVISE is the revision generated (greedy), continuing after "REVISE\\n". An empty
-    revision is malformed (-> KEEP, counted).
+    revision, or one echoing the prompt format, is malformed (-> KEEP, counted).
     ``decision="free"``: the reviser generates freely (greedy) and :func:`parse_reviser_output`
     reads the decision (malformed -> KEEP, counted).
     Returns the parsed revisions, or (parsed, raw outputs) with ``return_raw``."""
@@ -284,7 +300,7 @@ def revise(reviser, tokenizer, prompts: list[str], responses: list[str], *,
             raw.append(KEEP)
         else:
             body = bodies[i].strip()
-            parsed.append(ParsedRevision(REVISE, body, False, mg) if body
+            parsed.append(ParsedRevision(REVISE, body, False, mg) if usable_revision(body)
                           else ParsedRevision(KEEP, resp, True, mg))
             raw.append(f"{REVISE}\n{bodies[i]}")
     return (parsed, raw) if return_raw else parsed

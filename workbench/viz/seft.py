@@ -104,3 +104,24 @@ def table_figure(table: list[dict[str, Any]]) -> go.Figure:
                       yaxis_title="score 1-10", barmode="group",
                       yaxis2=dict(title="win rate", overlaying="y", side="right", range=[0, 1]))
     return fig
+
+
+def reviser_heldout_rows(heldout: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The reviser on held-out preference pairs, before and after its training: share of REVISE
+    on the rejected and on the chosen responses, decision and pairwise accuracy, mean margins."""
+    return [{"reviser": when.replace("_", " "), **h} for when, h in heldout.items()
+            if h.get("n_pairs")]
+
+
+def reviser_heldout_figure(heldout: dict[str, dict[str, Any]]) -> go.Figure:
+    """Share of REVISE decisions on rejected vs chosen held-out responses, before and after the
+    reviser's training (a reviser that tells them apart revises the rejected ones more often)."""
+    rows = reviser_heldout_rows(heldout)
+    xs = [r["reviser"] for r in rows]
+    fig = go.Figure()
+    fig.add_bar(x=xs, y=[r["share_revise_rejected"] for r in rows], name="REVISE on rejected")
+    fig.add_bar(x=xs, y=[r["share_revise_chosen"] for r in rows], name="REVISE on chosen")
+    n = rows[0]["n_pairs"] if rows else 0
+    fig.update_layout(title=f"Reviser decisions on {n} held-out preference pairs",
+                      yaxis_title="share REVISE", yaxis_range=[0, 1], barmode="group")
+    return fig
