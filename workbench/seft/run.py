@@ -338,9 +338,9 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
     else:
         log.info("resume: reviser already trained (%s)", rdir)
     rloss = info["loss"]
-    reviser_heldout = info["heldout"]
+    reviser_heldout = info.get("heldout") or {}
     stage_seconds["reviser"] = info["seconds"]
-    ho = reviser_heldout["after_training"]
+    ho = reviser_heldout.get("after_training") or {"n_pairs": 0}
     if ho["n_pairs"] and ho["share_revise_rejected"] <= ho["share_revise_chosen"]:
         warnings.append(f"reviser: on {ho['n_pairs']} held-out pairs it revises the rejected "
                         f"responses no more often than the chosen ones "
