@@ -95,6 +95,7 @@ class FuseChatConfig(RunConfig):
     eval_size: int = _f(16, "held-out dialogues for response CE/PPL")
     mtbench_limit: int = _f(4, "MT-Bench questions generated and judged")
     zeroshot_limit: int = _f(20, "examples per zero-shot task")
+    eval_batch_size: int = _f(8, "batch size of the zero-shot requests and MT-Bench answers")
     judge: str = _f("auto", "auto | hf | openai (env WORKBENCH_JUDGE_*)")
     judge_model: str | None = _f(None, "local judge model; None = the largest offline chat model")
     max_new_tokens: int = _f(128, "tokens generated per MT-Bench answer turn (greedy)")
@@ -110,6 +111,7 @@ class FuseChatConfig(RunConfig):
                             ("token_budget", self.token_budget), ("shard_size", self.shard_size),
                             ("batch_size", self.batch_size), ("grad_accum", self.grad_accum),
                             ("max_new_tokens", self.max_new_tokens),
+                            ("eval_batch_size", self.eval_batch_size),
                             ("judge_max_new_tokens", self.judge_max_new_tokens)):
             if value < 1:
                 raise ValueError(f"FuseChatConfig.{name} must be >= 1, got {value}")

@@ -230,7 +230,8 @@ def evaluate_model(cfg: Any, label: str, path: str, dialogues: Sequence[Any], ju
     lap("heldout", t)
     if cfg.mtbench_limit > 0:
         t = time.perf_counter()
-        gen = chat_generator(model, tok, chat_template, cfg.max_new_tokens)
+        gen = chat_generator(model, tok, chat_template, cfg.max_new_tokens,
+                             batch_size=cfg.eval_batch_size)
         answers = mtbench_answers_batch(gen, questions, cfg.mtbench_limit)
         res["mtbench_answers"] = answers
         lap("answers", t)
@@ -239,7 +240,8 @@ def evaluate_model(cfg: Any, label: str, path: str, dialogues: Sequence[Any], ju
         lap("judge", t)
     if cfg.zeroshot_limit > 0:
         t = time.perf_counter()
-        res["zeroshot"] = evaluate(model, tok, TASKS, cfg.zeroshot_limit)
+        res["zeroshot"] = evaluate(model, tok, TASKS, cfg.zeroshot_limit,
+                                   batch_size=cfg.eval_batch_size)
         lap("zeroshot", t)
     res["seconds"] = time.perf_counter() - t0
     res["timing"] = timing
