@@ -248,3 +248,70 @@ def test_hf_judge_batched_and_forced_on_tiny_model():
     res = rate_all(j, [("s", "rate this")])
     assert res[0]["method"] in ("", "strict", "bracket", "loose", "forced")
     assert math.isnan(res[0]["rating"]) == (res[0]["method"] == "")
+
+
+# ---- the `expected` judge mode -------------------------------------------------------------
+def _tiny_judge(mode="expected", batch_size=2):
+    from workbench.common import load_causal_lm
+    m, t = load_causal_lm("tiny:llama")
+    return HFJudge("tiny", model=m, tokenizer=t, batch_size=batch_size, mode=mode), m, t
+
+
+def _full_logprobs(m, t, text):
+    import torch
+    ids = t(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+    with torch.no_grad():
+        return m(input_ids=ids).logits[0, -1].float().log_softmax(-1)
+
+
+def test_expected_logprobs_match_unpadded_forwards_and_kv_continuation():
+    import torch
+    j, m, t = _tiny_judge(batch_size=3)
+    texts = ["short", "a much longer text that needs left padding in the batch", "mid size one"]
+    first, then = j.next_token_logprobs(texts, then="1")
+    for i, x in enumerate(texts):
+        assert torch.allclose(first[i], _full_logprobs(m, t, x), atol=1e-4)
+        assert torch.allclose(then[i], _full_logprobs(m, t, x + "1"), atol=1e-4)
+
+
+def test_expected_rating_is_the_probability_weighted_mean_by_hand():
+    j, m, t = _tiny_judge()
+    req = ("sys", "rate this answer")
+    d = j.rating_distributions([req])[0]
+    text = j._text(*req, "Rating: [[")
+    lp, lp1 = _full_logprobs(m, t, text), _full_logprobs(m, t, text + "1")
+    tid = {k: t.encode(str(k), add_special_tokens=False)[0] for k in range(10)}
+    p = {r: float(lp[tid[r]].exp()) for r in range(2, 10)}
+    p1, p0 = float(lp[tid[1]].exp()), float(lp1[tid[0]].exp())
+    p[1], p[10] = p1 * (1 - p0), p1 * p0
+    z = sum(p.values())
+    assert d["mass"] == pytest.approx(z, rel=1e-4)
+    assert d["rating"] == pytest.approx(sum(r * x / z for r, x in p.items()), rel=1e-4)
+    assert sum(d["probs"].values()) == pytest.approx(1.0, abs=1e-5)
+    out = rate_all(j, [req])[0]
+    assert out["method"] == "expected" and out["rating"] == pytest.approx(d["rating"])
+    assert 1.0 <= out["rating"] <= 10.0
+
+
+def test_expected_verdicts_score_pairs_by_probability():
+    j, m, t = _tiny_judge()
+    reqs = [("s", "first pair"), ("s", "second pair")]
+    res = verdict_all(j, reqs)
+    for r in res:
+        assert r["method"] == "expected" and set(r["probs"]) == {"A", "B", "C"}
+        assert sum(r["probs"].values()) == pytest.approx(1.0)
+        top = max("ABC", key=r["probs"].get)
+        assert r["verdict"] == ("tie" if top == "C" else top)
+    from workbench.eval.chat import _pair_summary
+    s = _pair_summary(j, reqs, ["A", "B"])
+    want = [res[0]["probs"]["A"] + res[0]["probs"]["C"] / 2,
+            res[1]["probs"]["B"] + res[1]["probs"]["C"] / 2]
+    assert s["win_rate"] == pytest.approx(sum(want) / 2)
+    assert s["mode"] == "expected" and 0 < s["mean_mass"] <= 1
+
+
+def test_judge_mode_is_checked():
+    with pytest.raises(ValueError, match="judge mode"):
+        HFJudge("tiny", mode="vibes")
+    with pytest.raises(ValueError, match="judge mode"):
+        make_judge("hf", mode="vibes")

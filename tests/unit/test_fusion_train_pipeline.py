@@ -117,3 +117,34 @@ def test_seed_table_over_two_runs(tmp_path):
     assert rows["SCE"]["d_vs_sft_1e4"] == [-500.0, 500.0]
     assert rows["SFT"]["d_vs_sft_1e4"] == [0.0, 0.0]
     assert rows["SCE"]["judge"] == [5.0, 5.0] and rows["SCE"]["zeroshot"] == [0.5, 0.5]
+
+
+def test_rejudge_regrades_saved_answers_and_feeds_the_seed_table(tmp_path):
+    from workbench.common.io import read_json, write_json
+    from workbench.fusion.train.pipeline import rejudge, seed_table
+
+    ans = [{"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Shorter."],
+            "answers": ["Roses are red.", "Red."]}]
+    runs = []
+    for seed in (0, 1):
+        run = tmp_path / f"seed{seed}"
+        write_json(run / "metrics.json", {"table": [{"model": "SFT"}, {"model": "SCE"}]})
+        for label, group in (("SFT", "baseline"), ("SCE", "merge")):
+            write_json(run / "checkpoints" / "eval" / f"{label}.json",
+                       {"model": label, "group": group, "params_m": 1.0,
+                        "heldout": _heldout([(10.0, 10)]), "mtbench": {"score": 5.0},
+                        "mtbench_answers": ans, "zeroshot": {"avg": 0.5}})
+        table = rejudge(run, judge="hf", judge_model="tiny:llama", mode="expected")
+        assert {r["model"] for r in table} == {"SFT", "SCE"}
+        saved = read_json(run / "artifacts" / "judgments-tiny-llama-expected" / "SCE.json")
+        assert saved["mtbench"]["mode"] == "expected" and saved["mtbench"]["n"] == 2
+        assert 1 <= saved["mtbench"]["score"] <= 10
+        assert (run / "artifacts" / "table-tiny-llama-expected.json").exists()
+        runs.append(run)
+    rows = {r["model"]: r for r in seed_table(runs, judgments="tiny-llama-expected")}
+    assert rows["SCE"]["judge"][0] != 5.0 and 1 <= rows["SCE"]["judge"][1] <= 10
+    with pytest.raises(ValueError, match="judgments-nope"):
+        seed_table(runs, judgments="nope")
+    write_json(tmp_path / "empty" / "checkpoints" / "eval" / "SFT.json", {"model": "SFT"})
+    with pytest.raises(ValueError, match="no saved MT-Bench answers"):
+        rejudge(tmp_path / "empty", judge="hf", judge_model="tiny:llama")

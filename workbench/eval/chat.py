@@ -23,6 +23,18 @@ Parsing a judgment (never invents a score; every path is counted in the outputs)
    number it writes next is read -- the rating is still the judge model's greedy choice;
 5. otherwise the rating is NaN and counted in ``n_unparsed``.
 Verdicts likewise: ``[[A]]``/``[[B]]``/``[[C]]``, else forced ``"\\n\\nFinal verdict: [["``, else error.
+
+Judge modes (``HFJudge(mode=...)``; ``JUDGE_MODES``):
+- ``generate``: the protocol above -- the judge writes an explanation, then its rating/verdict;
+- ``expected`` (local judges only): no explanation; the assistant turn is opened with
+  ``"Rating: [["`` (``"Final verdict: [["`` for pairwise) and the judge's next-token
+  probabilities over the allowed answers are read off one forward pass: the rating is the
+  probability-weighted mean of 1..10 (G-Eval's score, arXiv 2303.16634), the verdict the most
+  probable of A/B/C, and a pair's score for the model ``P(its letter) + P(C)/2`` renormalised over
+  A/B/C. A small judge that echoes the prompts' ``[[5]]`` for every answer still ranks answers
+  by how much probability it moves, so this mode is the offline default. ``mass`` records how
+  much probability the allowed answers got before renormalising (low: the judge is off-format).
+  An endpoint judge (no log-probabilities) always generates.
 """
 
 from __future__ import annotations
@@ -42,6 +54,9 @@ DEFAULT_LOCAL_JUDGE = "qwen2.5-coder-0.5b-instruct"
 NEED_REF_CATEGORIES = ("math", "reasoning", "coding")  # FastChat llm_judge NEED_REF_CATS
 RATING_SUFFIX = "\n\nRating: [["
 VERDICT_SUFFIX = "\n\nFinal verdict: [["
+JUDGE_MODES = ("expected", "generate")
+EXPECTED_RATING_PREFIX = "Rating: [["
+EXPECTED_VERDICT_PREFIX = "Final verdict: [["
 
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
 _RATING_FALLBACK = re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]")
@@ -105,11 +120,15 @@ class HFJudge:
     """
 
     def __init__(self, name: str = DEFAULT_LOCAL_JUDGE, max_new_tokens: int = 256, model=None,
-                 tokenizer=None, batch_size: int = 4, force_format: bool = True):
+                 tokenizer=None, batch_size: int = 4, force_format: bool = True,
+                 mode: str = "generate"):
+        if mode not in JUDGE_MODES:
+            raise ValueError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, got {mode!r}")
         self.name = name
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.force_format = force_format
+        self.mode = mode
         self._model, self._tok = model, tokenizer
 
     def _load(self):
@@ -140,6 +159,92 @@ class HFJudge:
                 gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
                                      pad_token_id=pad)
             out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        return out
+
+    def _token_id(self, text: str) -> int:
+        _, tok = self._load()
+        ids = tok.encode(text, add_special_tokens=False)
+        if len(ids) != 1:
+            raise ValueError(f"judge {self.name}: {text!r} is not one token ({ids}); the "
+                             "'expected' judge mode needs single-token answers")
+        return ids[0]
+
+    def next_token_logprobs(self, texts: list[str], then: str | None = None):
+        """Log-probabilities of the next token after each text, one forward pass per batch
+        (left padding, explicit positions): a float32 tensor [len(texts), vocab]. With ``then``
+        (one token), also those after ``text + then`` from the same KV cache: a pair."""
+        import torch
+        model, tok = self._load()
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        dev = next(model.parameters()).device
+        extra = self._token_id(then) if then is not None else None
+        first, second = [], []
+        for i in range(0, len(texts), self.batch_size):
+            enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
+                      add_special_tokens=False).to(dev)
+            mask = enc["attention_mask"]
+            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
+            with torch.no_grad():
+                out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
+                            use_cache=extra is not None)
+                first.append(out.logits[:, -1].float().log_softmax(-1).cpu())
+                if extra is not None:
+                    n = len(mask)
+                    nxt = model(input_ids=torch.full((n, 1), extra, device=dev),
+                                attention_mask=torch.cat([mask, mask.new_ones(n, 1)], 1),
+                                position_ids=pos[:, -1:] + 1,
+                                past_key_values=out.past_key_values, use_cache=True)
+                    second.append(nxt.logits[:, -1].float().log_softmax(-1).cpu())
+        a = torch.cat(first) if first else torch.empty(0)
+        return (a, torch.cat(second) if second else torch.empty(0)) if extra is not None else a
+
+    def rating_distributions(self, requests: Sequence[tuple[str, str]], lo: int = 1,
+                             hi: int = 10) -> list[dict[str, Any]]:
+        """``expected`` mode: per request, P(rating = r) for r in lo..hi after ``"Rating: [["``
+        (renormalised; "10" is "1" followed by "0" where digits are single tokens) ->
+        [{rating (expected value), probs {r: p}, mass}]."""
+        texts = [self._text(s, u, EXPECTED_RATING_PREFIX) for s, u in requests]
+        values = list(range(lo, hi + 1))
+        if not 0 <= lo <= hi <= 10:
+            raise ValueError(f"rating scale {lo}..{hi}: the 'expected' mode reads 0..10 only")
+        multi = [v for v in values if v == 10]
+        if multi:
+            lp, lp1 = self.next_token_logprobs(texts, then="1")
+        else:
+            lp, lp1 = self.next_token_logprobs(texts), None
+        digit = {d: self._token_id(str(d)) for d in range(10) if str(d) in
+                 {str(v)[0] for v in values} | ({"0"} if multi else set())}
+        out = []
+        for i in range(len(texts)):
+            p = {}
+            for v in values:
+                if v == 10:
+                    p[v] = float(lp[i, digit[1]].exp() * lp1[i, digit[0]].exp())
+                elif v == 1 and multi:
+                    p[v] = float(lp[i, digit[1]].exp() * (1 - lp1[i, digit[0]].exp()))
+                else:
+                    p[v] = float(lp[i, digit[v]].exp())
+            mass = sum(p.values())
+            probs = {v: x / mass for v, x in p.items()} if mass > 0 else {}
+            out.append({"rating": sum(v * x for v, x in probs.items()) if probs else float("nan"),
+                        "probs": {str(v): round(x, 6) for v, x in probs.items()},
+                        "mass": mass})
+        return out
+
+    def verdict_distributions(self, requests: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+        """``expected`` mode: per request, P(A), P(B), P(C) after ``"Final verdict: [["``
+        (renormalised) -> [{probs {A, B, C}, mass}]."""
+        lp = self.next_token_logprobs([self._text(s, u, EXPECTED_VERDICT_PREFIX)
+                                       for s, u in requests])
+        ids = {c: self._token_id(c) for c in "ABC"}
+        out = []
+        for i in range(len(requests)):
+            p = {c: float(lp[i, t].exp()) for c, t in ids.items()}
+            mass = sum(p.values())
+            out.append({"probs": {c: x / mass for c, x in p.items()} if mass > 0 else {},
+                        "mass": mass})
         return out
 
     def complete(self, system: str, user: str) -> str:
@@ -178,14 +283,18 @@ class OpenAIJudge:
             return json.loads(r.read())["choices"][0]["message"]["content"]
 
 
-def make_judge(kind: str = "auto", name: str | None = None, **kw: Any) -> Judge:
-    """``auto`` (endpoint if WORKBENCH_JUDGE_BASE_URL set, else local), ``hf``, ``openai``."""
+def make_judge(kind: str = "auto", name: str | None = None, mode: str = "generate",
+               **kw: Any) -> Judge:
+    """``auto`` (endpoint if WORKBENCH_JUDGE_BASE_URL set, else local), ``hf``, ``openai``.
+    ``mode`` (``JUDGE_MODES``) applies to local judges; an endpoint always generates."""
+    if mode not in JUDGE_MODES:
+        raise ValueError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, got {mode!r}")
     if kind == "auto":
         kind = "openai" if os.environ.get("WORKBENCH_JUDGE_BASE_URL") else "hf"
     if kind == "openai":
         return OpenAIJudge(model=name, **kw)
     if kind == "hf":
-        return HFJudge(name or DEFAULT_LOCAL_JUDGE, **kw)
+        return HFJudge(name or DEFAULT_LOCAL_JUDGE, mode=mode, **kw)
     raise ValueError(f"unknown judge kind {kind!r} (auto, hf, openai)")
 
 
@@ -210,13 +319,26 @@ def _complete_all(judge: Judge, reqs: Sequence[tuple[str, str]]) -> list[str]:
     return list(many(reqs)) if many else [judge.complete(s, u) for s, u in reqs]
 
 
+def _expected(judge: Judge) -> bool:
+    return getattr(judge, "mode", "generate") == "expected" and hasattr(judge,
+                                                                       "rating_distributions")
+
+
 def _can_force(judge: Judge) -> bool:
     return bool(getattr(judge, "force_format", False)) and hasattr(judge, "continue_many")
 
 
 def rate_all(judge: Judge, reqs: Sequence[tuple[str, str]], lo: float = 1.0,
              hi: float = 10.0) -> list[dict[str, Any]]:
-    """(system, user) judge requests -> [{rating, method, raw}] (method "" = unparsed, NaN)."""
+    """(system, user) judge requests -> [{rating, method, raw}] (method "" = unparsed, NaN).
+    A judge in ``expected`` mode: method ``expected``, ``raw`` the rating distribution, ``mass``."""
+    if _expected(judge):
+        out = []
+        for d in judge.rating_distributions(reqs, int(lo), int(hi)):
+            ok = not math.isnan(d["rating"])
+            out.append({"rating": d["rating"], "method": "expected" if ok else "",
+                        "raw": json.dumps(d["probs"]), "mass": d["mass"]})
+        return out
     raws = _complete_all(judge, reqs)
     out = []
     for raw in raws:
@@ -235,7 +357,18 @@ def rate_all(judge: Judge, reqs: Sequence[tuple[str, str]], lo: float = 1.0,
 
 
 def verdict_all(judge: Judge, reqs: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-    """(system, user) pairwise requests -> [{verdict: A|B|tie|error, method, raw}]."""
+    """(system, user) pairwise requests -> [{verdict: A|B|tie|error, method, raw}]; a judge in
+    ``expected`` mode adds ``probs`` (A/B/C) and ``mass``, and the verdict is the most probable."""
+    if _expected(judge):
+        out = []
+        for d in judge.verdict_distributions(reqs):
+            if not d["probs"]:
+                out.append({"verdict": "error", "method": "", "raw": "", "mass": d["mass"]})
+                continue
+            top = max("ABC", key=lambda c: d["probs"][c])
+            out.append({"verdict": "tie" if top == "C" else top, "method": "expected",
+                        "raw": json.dumps(d["probs"]), "probs": d["probs"], "mass": d["mass"]})
+        return out
     raws = _complete_all(judge, reqs)
     out = []
     for raw in raws:
@@ -284,7 +417,8 @@ def grade_pair(judge: Judge, question: str, answer_a: str, answer_b: str, *,
 
 def _pair_summary(judge: Judge, reqs: list[tuple[str, str]], ours: list[str],
                   groups: list[Any] | None = None) -> dict[str, Any]:
-    """Score verdicts (win=1, tie=0.5, loss=0; errors dropped) -> win rate and counts."""
+    """Score verdicts (win=1, tie=0.5, loss=0; errors dropped; ``expected`` mode: P(win) +
+    P(tie)/2 from the judge's probabilities) -> win rate and counts."""
     res = verdict_all(judge, reqs)
     counts = {"win": 0, "tie": 0, "loss": 0, "error": 0}
     scores: list[float] = []
@@ -293,13 +427,17 @@ def _pair_summary(judge: Judge, reqs: list[tuple[str, str]], ours: list[str],
         if r["verdict"] == "error":
             counts["error"] += 1
             continue
-        s = 0.5 if r["verdict"] == "tie" else float(r["verdict"] == o)
-        counts["win" if s == 1 else "tie" if s == 0.5 else "loss"] += 1
+        v = r["verdict"]
+        counts["win" if v == o else "tie" if v == "tie" else "loss"] += 1
+        s = (r["probs"][o] + 0.5 * r["probs"]["C"] if "probs" in r
+             else 0.5 if v == "tie" else float(v == o))
         scores.append(s)
         if groups is not None:
             per.setdefault(groups[i], []).append(s)
     out = {"win_rate": sum(scores) / len(scores) if scores else float("nan"), **counts,
            "n_judgments": len(scores), "n_forced": sum(r["method"] == "forced" for r in res),
+           "mode": "expected" if _expected(judge) else "generate",
+           **({"mean_mass": _mean([r["mass"] for r in res])} if _expected(judge) else {}),
            "judge": judge.name, "judge_note": _note(judge),
            "verdicts": [{k: r[k] for k in ("verdict", "method")} for r in res]}
     if groups is not None:
@@ -441,6 +579,8 @@ def mtbench_score(judge: Judge, answers: Sequence[dict[str, Any]], *,
             "n_forced": sum(r["method"] == "forced" for r in ratings),
             "n_loose": sum(r["method"] == "loose" for r in ratings),
             "n_no_reference": n_noref, "ratings": ratings,
+            "mode": "expected" if _expected(judge) else "generate",
+            **({"mean_mass": _mean([r["mass"] for r in res])} if _expected(judge) else {}),
             "raw": [r["raw"] for r in res], "judge": judge.name, "judge_note": _note(judge)}
 
 

@@ -100,6 +100,9 @@ class FuseChatConfig(RunConfig):
     judge_model: str | None = _f(None, "local judge model; None = the largest offline chat model")
     max_new_tokens: int = _f(128, "tokens generated per MT-Bench answer turn (greedy)")
     judge_max_new_tokens: int = _f(256, "tokens a local judge writes per judgment")
+    judge_mode: str = _f("expected", "local judge: expected (probability-weighted rating from one "
+                         "forward pass, no explanation) | generate (MT-Bench's written judgment); "
+                         "an endpoint judge always generates")
     eval_sources: bool = _f(True, "also evaluate the source models (Table 1's upper rows)")
 
     def __post_init__(self) -> None:

@@ -60,6 +60,9 @@ class SEFTConfig(RunConfig):
     judge_max_new_tokens: int = _f(128, "local judge generation length (explanation; a rating "
                                    "cut off by it is read by forced continuation, counted)")
     judge_batch_size: int = _f(4, "local judge batch size")
+    judge_mode: str = _f("expected", "local judge: expected (probability-weighted rating / verdict "
+                         "from one forward pass, no explanation) | generate (MT-Bench's written "
+                         "judgment); an endpoint judge always generates")
     baselines: tuple[str, ...] = _f(("sft", "dpo", "orpo"), "baselines to train")
     num_threads: int | None = _f(None, "torch CPU threads (None = torch's default). 1 is much "
                                  "faster when another job shares the cores (measured 4x for an "
@@ -67,6 +70,9 @@ class SEFTConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.judge_mode not in JUDGE_MODES:
+            raise ValueError(f"SEFTConfig.judge_mode must be one of {', '.join(JUDGE_MODES)}, "
+                             f"got {self.judge_mode!r}")
         if self.decision not in ("constrained", "free"):
             raise ValueError(f"decision must be constrained|free, got {self.decision!r}")
         if self.ranked_pairs not in ("worst", "each"):

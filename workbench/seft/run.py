@@ -172,10 +172,12 @@ def _nan_to_none(v: Any) -> Any:
     return v
 
 
-def _make_judge(kind: str, name: str | None, max_new_tokens: int, batch_size: int):
+def _make_judge(kind: str, name: str | None, max_new_tokens: int, batch_size: int,
+                mode: str = "expected"):
     local = kind == "hf" or (kind == "auto" and not os.environ.get("WORKBENCH_JUDGE_BASE_URL"))
-    return make_judge(kind, name, **({"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-                                     if local else {}))
+    return make_judge(kind, name, mode=mode,
+                      **({"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+                         if local else {}))
 
 
 def _all_answers(ans: dict[str, Any]) -> list[str]:
@@ -255,7 +257,7 @@ def judge_warnings(table: list[dict[str, Any]]) -> list[str]:
 
 def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None = None,
             max_new_tokens: int = 128, batch_size: int = 4,
-            pairwise: bool = False) -> list[dict[str, Any]]:
+            pairwise: bool = False, mode: str = "expected") -> list[dict[str, Any]]:
     """Grade a run's saved answers with another judge (e.g. a stronger endpoint, or the larger
     local model when the run used a smaller one). Writes ``artifacts/judgments-<judge>/`` and
     ``artifacts/table-<judge>.json``; the run's own ``metrics.json`` is left as it is."""
@@ -264,11 +266,12 @@ def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None
     if not adir.is_dir() or not any(adir.glob("*.json")):
         raise ValueError(f"rejudge: {run_dir} has no saved answers (artifacts/answers/*.json)")
     answers = {d["model"]: d for d in (read_json(f) for f in sorted(adir.glob("*.json")))}
-    j = _make_judge(judge, judge_model, max_new_tokens, batch_size)
+    j = _make_judge(judge, judge_model, max_new_tokens, batch_size, mode)
     from workbench.data import load_judge_prompts
-    table = judge_answers(j, answers, run_dir / "artifacts" / f"judgments-{_slug(j.name)}",
+    tag = _slug(j.name) + ("-expected" if getattr(j, "mode", "") == "expected" else "")
+    table = judge_answers(j, answers, run_dir / "artifacts" / f"judgments-{tag}",
                           judge_prompts=load_judge_prompts(), pairwise=pairwise)
-    write_json(run_dir / "artifacts" / f"table-{_slug(j.name)}.json",
+    write_json(run_dir / "artifacts" / f"table-{tag}.json",
                _nan_to_none({"judge": j.name, "judge_note": WEAK_JUDGE_NOTE if is_weak(j) else "",
                              "table": table, "warnings": judge_warnings(table)}))
     return _nan_to_none(table)
@@ -461,7 +464,8 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
         answers[name] = read_json(f)
 
     # --- judging ------------------------------------------------------------------------------
-    judge = _make_judge(cfg.judge, cfg.judge_model, cfg.judge_max_new_tokens, cfg.judge_batch_size)
+    judge = _make_judge(cfg.judge, cfg.judge_model, cfg.judge_max_new_tokens, cfg.judge_batch_size,
+                        cfg.judge_mode)
     table = judge_answers(judge, answers, run.artifacts / "judgments", judge_prompts=jp,
                           pairwise=cfg.mtbench_pairwise)
     warnings += judge_warnings(table)

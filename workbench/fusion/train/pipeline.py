@@ -266,7 +266,7 @@ def evaluate_models(cfg: Any, models: dict[str, tuple[str, str]], dialogues: Seq
         kind = cfg.judge
         if kind == "auto":  # make_judge's rule, resolved here to pass the right options
             kind = "openai" if os.environ.get("WORKBENCH_JUDGE_BASE_URL") else "hf"
-        judge = make_judge(kind, name=cfg.judge_model,
+        judge = make_judge(kind, name=cfg.judge_model, mode=cfg.judge_mode,
                            **({"max_new_tokens": cfg.judge_max_new_tokens} if kind == "hf"
                               else {}))
     out = {}
@@ -337,15 +337,63 @@ def paired_ce_diff(model: dict[str, Any], reference: dict[str, Any]) -> dict[str
     return {"diff": diff, "se": math.sqrt(n / (n - 1) * ss) / tokens}
 
 
-def seed_table(run_dirs: Sequence[str | Path], reference: str = "SFT") -> list[dict[str, Any]]:
+def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None = None,
+            mode: str = "expected", max_new_tokens: int = 256, batch_size: int = 4
+            ) -> list[dict[str, Any]]:
+    """Grade a finished run's saved MT-Bench answers (``checkpoints/eval/*.json``) again with
+    another judge or judge mode; nothing is generated again. Writes one JSON per model to
+    ``artifacts/judgments-<tag>/`` (reused when present) and ``artifacts/table-<tag>.json``
+    (Table 1 layout with the new judge columns); ``metrics.json`` is left as it is. Returns
+    the table. ``tag`` is the judge's name, plus ``-expected`` in that mode."""
+    from workbench.eval.chat import make_judge, mtbench_score
+
+    run_dir = Path(run_dir)
+    files = sorted((run_dir / "checkpoints" / "eval").glob("*.json"))
+    results = {r["model"]: (f, r) for f, r in ((f, read_json(f)) for f in files)}
+    if not any(r.get("mtbench_answers") for _, r in results.values()):
+        raise ValueError(f"rejudge: {run_dir} has no saved MT-Bench answers "
+                         "(checkpoints/eval/*.json with mtbench_answers)")
+    kind = judge
+    if kind == "auto":
+        kind = "openai" if os.environ.get("WORKBENCH_JUDGE_BASE_URL") else "hf"
+    j = make_judge(kind, name=judge_model, mode=mode,
+                   **({"max_new_tokens": max_new_tokens, "batch_size": batch_size}
+                      if kind == "hf" else {}))
+    tag = short_name(j.name) + ("-expected" if getattr(j, "mode", "") == "expected" else "")
+    out_dir = run_dir / "artifacts" / f"judgments-{tag}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rescored = {}
+    for label, (f, r) in track(list(results.items()), desc="rejudge"):
+        jf = out_dir / f.name
+        if not jf.exists() and r.get("mtbench_answers"):
+            write_json(jf, {"model": label, "mtbench": mtbench_score(j, r["mtbench_answers"])})
+        rescored[label] = {**r, "mtbench": read_json(jf)["mtbench"] if jf.exists() else {}}
+    table = fusechat_table(rescored)
+    write_json(run_dir / "artifacts" / f"table-{tag}.json",
+               {"judge": j.name, "mode": getattr(j, "mode", "generate"), "table": table})
+    return table
+
+
+def seed_table(run_dirs: Sequence[str | Path], reference: str = "SFT",
+               judgments: str | None = None) -> list[dict[str, Any]]:
     """One row per model over runs that differ only in the seed: held-out CE per seed, its mean
     and spread, the paired CE difference to ``reference`` per seed (x 1e-4 nats, with SE), and
-    the judge and zero-shot averages per seed."""
+    the judge and zero-shot averages per seed. ``judgments``: take the judge scores from
+    ``artifacts/judgments-<judgments>/`` (written by :func:`rejudge`) instead of the run's own."""
     per_run = [read_json(Path(d) / "metrics.json") for d in run_dirs]
     evals = []
     for d in run_dirs:
         folder = Path(d) / "checkpoints" / "eval"
-        evals.append({r["model"]: r for r in (read_json(f) for f in sorted(folder.glob("*.json")))})
+        ev = {r["model"]: r for r in (read_json(f) for f in sorted(folder.glob("*.json")))}
+        if judgments is not None:
+            jdir = Path(d) / "artifacts" / f"judgments-{judgments}"
+            if not jdir.is_dir():
+                raise ValueError(f"seed_table: {d} has no {jdir.name} (run rejudge first)")
+            for f in jdir.glob("*.json"):
+                jr = read_json(f)
+                if jr["model"] in ev:
+                    ev[jr["model"]] = {**ev[jr["model"]], "mtbench": jr["mtbench"]}
+        evals.append(ev)
     labels = [r["model"] for r in per_run[0]["table"]]
     rows = []
     for label in labels:
