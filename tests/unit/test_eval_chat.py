@@ -315,3 +315,13 @@ def test_judge_mode_is_checked():
         HFJudge("tiny", mode="vibes")
     with pytest.raises(ValueError, match="judge mode"):
         make_judge("hf", mode="vibes")
+
+
+def test_config_judge_mode_checked():
+    from workbench.fusion.config import FuseChatConfig
+    from workbench.seft.config import SEFTConfig
+
+    assert SEFTConfig.from_preset("smoke").judge_mode == "expected"
+    for cls in (SEFTConfig, FuseChatConfig):
+        with pytest.raises(ValueError, match="judge_mode must be one of expected, generate"):
+            cls.from_preset("smoke", judge_mode="vibes")

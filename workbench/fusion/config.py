@@ -14,6 +14,7 @@ from typing import ClassVar
 
 from workbench.common.config import RunConfig
 from workbench.common.config import option as _f
+from workbench.eval.chat import JUDGE_MODES
 
 VOCAB_MAPS = ("em", "mined", "ms")
 FUSE_LOSSES = ("ce", "kl")
@@ -118,6 +119,9 @@ class FuseChatConfig(RunConfig):
                             ("judge_max_new_tokens", self.judge_max_new_tokens)):
             if value < 1:
                 raise ValueError(f"FuseChatConfig.{name} must be >= 1, got {value}")
+        if self.judge_mode not in JUDGE_MODES:
+            raise ValueError(f"FuseChatConfig.judge_mode must be one of {', '.join(JUDGE_MODES)}, "
+                             f"got {self.judge_mode!r}")
         if self.max_length < 8:
             raise ValueError(f"FuseChatConfig.max_length must be >= 8, got {self.max_length}")
         for m in (self.vocab_map, *self.compare_vocab_maps):

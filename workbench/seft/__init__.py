@@ -36,8 +36,14 @@ all UNVERIFIED against the paper and each a parameter (``SEFTConfig`` field or f
    turns them on).
 9. Evaluation: MT-Bench two turns (questions round-robin over categories), greedy answers,
    graded 1-10 by the judge with FastChat's prompts; pairwise win rate against SFT on held-out
-   prompts (pair-v2, both orders). Offline judge = qwen2.5-coder-0.5b-instruct (weak); a rating the
-   judge did not write in the MT-Bench format is read by forced continuation and counted.
+   prompts (pair-v2, both orders). Offline judge = qwen2.5-coder-0.5b-instruct (weak). Judge mode
+   (``judge_mode``), default ``expected``: the judge writes no explanation; its next-token
+   probabilities after "Rating: [[" give the probability-weighted rating, and after
+   "Final verdict: [[" a pair's P(win) + P(tie)/2 (``workbench.eval.chat``). Why default:
+   measured on the cpu profile (two seeds), the generating 0.5B judge wrote the prompt's own
+   example "[5]" for nearly every answer and gave all five models the identical 5.375, so it
+   could not rank anything. ``generate``: MT-Bench's written judgment; a rating the judge did
+   not write in the format is read by forced continuation and counted.
 10. Reviser check (not in the paper): on ``reviser_eval_pairs`` held-out preference pairs, the
    share of REVISE (constrained) on the rejected vs the chosen responses, before and after the
    reviser's training (``metrics["reviser_heldout"]``); no difference -> a warning.
