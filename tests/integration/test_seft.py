@@ -137,7 +137,11 @@ def test_run_writes_rounds_reports_and_resumes_identically(tmp_path, monkeypatch
     # the saved answers can be graded again by another judge, without touching metrics.json
     t2 = rejudge(full.run_dir, judge="hf", judge_model="tiny:qwen2", max_new_tokens=2)
     assert sorted(r["model"] for r in t2) == sorted(r["model"] for r in m["table"])
-    assert (full.run_dir / "artifacts" / "table-tiny_qwen2.json").exists()
+    assert (full.run_dir / "artifacts" / "table-tiny_qwen2-expected.json").exists()
+    assert all(1 <= r["judge_score"] <= 10 for r in t2)  # expected ratings: always a number
+    t3 = rejudge(full.run_dir, judge="hf", judge_model="tiny:qwen2", max_new_tokens=2,
+                 mode="generate")
+    assert (full.run_dir / "artifacts" / "table-tiny_qwen2.json").exists() and len(t3) == len(t2)
     assert read_json(full.run_dir / "metrics.json")["judge"] == m["judge"]
     with pytest.raises(ValueError, match="no saved answers"):
         rejudge(tmp_path)
