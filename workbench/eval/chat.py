@@ -164,10 +164,13 @@ class HFJudge:
     def _token_id(self, text: str) -> int:
         _, tok = self._load()
         ids = tok.encode(text, add_special_tokens=False)
-        if len(ids) != 1:
-            raise ValueError(f"judge {self.name}: {text!r} is not one token ({ids}); the "
-                             "'expected' judge mode needs single-token answers")
-        return ids[0]
+        if len(ids) == 1:
+            return ids[0]
+        tid = tok.convert_tokens_to_ids(text)  # SentencePiece adds "▁" when encoding alone
+        if isinstance(tid, int) and tid != tok.unk_token_id:
+            return tid
+        raise ValueError(f"judge {self.name}: {text!r} is not one token ({ids}); the "
+                         "'expected' judge mode needs single-token answers")
 
     def next_token_logprobs(self, texts: list[str], then: str | None = None):
         """Log-probabilities of the next token after each text, one forward pass per batch
