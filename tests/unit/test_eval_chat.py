@@ -74,6 +74,12 @@ def test_judge_construction(monkeypatch):
     monkeypatch.setenv("WORKBENCH_JUDGE_MODEL", "m")
     j = make_judge()
     assert isinstance(j, OpenAIJudge) and j.name == "m" and j.base_url.endswith("/v1")
+    # local-only options are dropped for an endpoint, applied to a local judge
+    assert isinstance(make_judge(mode="expected", max_new_tokens=7, batch_size=3), OpenAIJudge)
+    h = make_judge("hf", "qwen2.5-coder-0.5b-instruct", "expected", max_new_tokens=7, batch_size=3)
+    assert (h.max_new_tokens, h.batch_size, h.mode) == (7, 3, "expected")
+    from workbench.eval.chat import judge_tag
+    assert judge_tag(h) == "qwen2_5_coder_0_5b_instruct-expected" and judge_tag(j) == "m"
 
 
 # ---- robust parsing, forced ratings, two-turn MT-Bench ------------------------------------

@@ -85,7 +85,7 @@ def _heldout(pairs):
 
 
 def test_paired_ce_diff_hand_computed():
-    from workbench.fusion.train.pipeline import paired_ce_diff
+    from workbench.fusion.train.report import paired_ce_diff
 
     # x = [1, -1] over 15 tokens: diff 0, se = sqrt(2/1 * (1 + 1)) / 15
     r = paired_ce_diff(_heldout([(10, 5), (20, 10)]), _heldout([(9, 5), (21, 10)]))
@@ -99,7 +99,7 @@ def test_paired_ce_diff_hand_computed():
 
 def test_seed_table_over_two_runs(tmp_path):
     from workbench.common.io import write_json
-    from workbench.fusion.train.pipeline import seed_table
+    from workbench.fusion.train.report import seed_table
 
     runs = []
     for seed, sce_nll in ((0, 9.0), (1, 11.0)):
@@ -121,7 +121,7 @@ def test_seed_table_over_two_runs(tmp_path):
 
 def test_rejudge_regrades_saved_answers_and_feeds_the_seed_table(tmp_path):
     from workbench.common.io import read_json, write_json
-    from workbench.fusion.train.pipeline import rejudge, seed_table
+    from workbench.fusion.train.report import rejudge, seed_table
 
     ans = [{"question_id": 81, "category": "writing", "turns": ["Write a poem.", "Shorter."],
             "answers": ["Roses are red.", "Red."]}]
@@ -136,12 +136,12 @@ def test_rejudge_regrades_saved_answers_and_feeds_the_seed_table(tmp_path):
                         "mtbench_answers": ans, "zeroshot": {"avg": 0.5}})
         table = rejudge(run, judge="hf", judge_model="tiny:llama", mode="expected")
         assert {r["model"] for r in table} == {"SFT", "SCE"}
-        saved = read_json(run / "artifacts" / "judgments-tiny-llama-expected" / "SCE.json")
+        saved = read_json(run / "artifacts" / "judgments-tiny_llama-expected" / "SCE.json")
         assert saved["mtbench"]["mode"] == "expected" and saved["mtbench"]["n"] == 2
         assert 1 <= saved["mtbench"]["score"] <= 10
-        assert (run / "artifacts" / "table-tiny-llama-expected.json").exists()
+        assert (run / "artifacts" / "table-tiny_llama-expected.json").exists()
         runs.append(run)
-    rows = {r["model"]: r for r in seed_table(runs, judgments="tiny-llama-expected")}
+    rows = {r["model"]: r for r in seed_table(runs, judgments="tiny_llama-expected")}
     assert rows["SCE"]["judge"][0] != 5.0 and 1 <= rows["SCE"]["judge"][1] <= 10
     with pytest.raises(ValueError, match="judgments-nope"):
         seed_table(runs, judgments="nope")

@@ -1,12 +1,7 @@
 """Chat evaluation with a pluggable LLM judge (MT-Bench single-answer and pairwise grading).
 
-Judges (all expose ``complete(system: str, user: str) -> str``):
-- ``HFJudge(name="qwen2.5-coder-0.5b-instruct")``: a local HF chat model, greedy decoding, batched.
-  The offline default is the largest local chat model, a 0.5B coder model: it is a WEAK judge;
-  outputs carry ``judge_note`` fields (``WEAK_JUDGE_NOTE``) saying so.
-- ``OpenAIJudge()``: any OpenAI-compatible ``/chat/completions`` endpoint, configured by
-  ``WORKBENCH_JUDGE_BASE_URL``, ``WORKBENCH_JUDGE_API_KEY``, ``WORKBENCH_JUDGE_MODEL`` (urllib only).
-- ``make_judge(kind="auto")``: endpoint when ``WORKBENCH_JUDGE_BASE_URL`` is set, else local HF.
+Judges (``workbench.eval.judges``, re-exported here; all expose ``complete(system, user) -> str``):
+``HFJudge`` (local, weak: outputs say so), ``OpenAIJudge`` (endpoint), ``make_judge(kind="auto")``.
 
 MT-Bench grading follows FastChat's ``llm_judge``: the judge prompts of
 ``workbench.data.load_judge_prompts()`` (``single-v1`` / ``single-math-v1`` for turn 1, their
@@ -41,22 +36,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import urllib.request
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import Any
 
-WEAK_JUDGE_NOTE = ("Offline judge is a small local model (default qwen2.5-coder-0.5b-instruct; quick "
-                   "presets may use a smaller one): its scores are weak, noisy evidence, not "
-                   "comparable to GPT-4 MT-Bench numbers.")
-DEFAULT_LOCAL_JUDGE = "qwen2.5-coder-0.5b-instruct"
+from workbench.eval.judges import (  # noqa: F401  (re-exported: the judges' old home)
+    DEFAULT_LOCAL_JUDGE,
+    EXPECTED_RATING_PREFIX,
+    EXPECTED_VERDICT_PREFIX,
+    JUDGE_MODES,
+    WEAK_JUDGE_NOTE,
+    HFJudge,
+    Judge,
+    OpenAIJudge,
+    is_weak,
+    judge_tag,
+    make_judge,
+)
+
 NEED_REF_CATEGORIES = ("math", "reasoning", "coding")  # FastChat llm_judge NEED_REF_CATS
 RATING_SUFFIX = "\n\nRating: [["
 VERDICT_SUFFIX = "\n\nFinal verdict: [["
-JUDGE_MODES = ("expected", "generate")
-EXPECTED_RATING_PREFIX = "Rating: [["
-EXPECTED_VERDICT_PREFIX = "Final verdict: [["
 
 _RATING = re.compile(r"\[\[\s*(\d+(?:\.\d+)?)\s*\]\]")
 _RATING_FALLBACK = re.compile(r"\[\s*(\d+(?:\.\d+)?)\s*\]")
@@ -66,12 +66,6 @@ _RATING_LOOSE = re.compile(
 _FORCED_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)")
 _VERDICT = re.compile(r"\[\[\s*([ABC])\s*\]\]")
 _FORCED_VERDICT = re.compile(r"^\s*([ABC])(?![A-Za-z])")
-
-
-class Judge(Protocol):
-    name: str
-
-    def complete(self, system: str, user: str) -> str: ...
 
 
 # ---- parsing --------------------------------------------------------------------------------
@@ -109,200 +103,6 @@ def parse_verdict(text: str | None) -> str:
         return "error"
     v = found.pop()
     return "tie" if v == "C" else v
-
-
-# ---- judges ---------------------------------------------------------------------------------
-class HFJudge:
-    """Local HF chat model judge (greedy, left-padded batches).
-
-    ``force_format``: when a judgment has no parseable rating/verdict, continue the judge's own
-    text with the format's opening (``RATING_SUFFIX``/``VERDICT_SUFFIX``) and read what it writes.
-    """
-
-    def __init__(self, name: str = DEFAULT_LOCAL_JUDGE, max_new_tokens: int = 256, model=None,
-                 tokenizer=None, batch_size: int = 4, force_format: bool = True,
-                 mode: str = "generate"):
-        if mode not in JUDGE_MODES:
-            raise ValueError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, got {mode!r}")
-        self.name = name
-        self.max_new_tokens = max_new_tokens
-        self.batch_size = batch_size
-        self.force_format = force_format
-        self.mode = mode
-        self._model, self._tok = model, tokenizer
-
-    def _load(self):
-        if self._model is None:
-            from workbench.common import load_causal_lm
-            self._model, self._tok = load_causal_lm(self.name)
-        return self._model, self._tok
-
-    def _text(self, system: str, user: str, prefix: str = "") -> str:
-        _, tok = self._load()
-        msgs = ([{"role": "system", "content": system}] if system else []) + \
-            [{"role": "user", "content": user}]
-        return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prefix
-
-    def _generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
-        import torch
-        model, tok = self._load()
-        tok.padding_side = "left"
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        out: list[str] = []
-        dev = next(model.parameters()).device
-        for i in range(0, len(texts), self.batch_size):
-            enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(dev)
-            with torch.no_grad():
-                gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                                     pad_token_id=pad)
-            out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        return out
-
-    def _token_id(self, text: str) -> int:
-        _, tok = self._load()
-        ids = tok.encode(text, add_special_tokens=False)
-        if len(ids) == 1:
-            return ids[0]
-        tid = tok.convert_tokens_to_ids(text)  # SentencePiece adds "▁" when encoding alone
-        if isinstance(tid, int) and tid != tok.unk_token_id:
-            return tid
-        raise ValueError(f"judge {self.name}: {text!r} is not one token ({ids}); the "
-                         "'expected' judge mode needs single-token answers")
-
-    def next_token_logprobs(self, texts: list[str], then: str | None = None):
-        """Log-probabilities of the next token after each text, one forward pass per batch
-        (left padding, explicit positions): a float32 tensor [len(texts), vocab]. With ``then``
-        (one token), also those after ``text + then`` from the same KV cache: a pair."""
-        import torch
-        model, tok = self._load()
-        tok.padding_side = "left"
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        dev = next(model.parameters()).device
-        extra = self._token_id(then) if then is not None else None
-        first, second = [], []
-        for i in range(0, len(texts), self.batch_size):
-            enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(dev)
-            mask = enc["attention_mask"]
-            pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad():
-                out = model(input_ids=enc["input_ids"], attention_mask=mask, position_ids=pos,
-                            use_cache=extra is not None)
-                first.append(out.logits[:, -1].float().log_softmax(-1).cpu())
-                if extra is not None:
-                    n = len(mask)
-                    nxt = model(input_ids=torch.full((n, 1), extra, device=dev),
-                                attention_mask=torch.cat([mask, mask.new_ones(n, 1)], 1),
-                                position_ids=pos[:, -1:] + 1,
-                                past_key_values=out.past_key_values, use_cache=True)
-                    second.append(nxt.logits[:, -1].float().log_softmax(-1).cpu())
-        a = torch.cat(first) if first else torch.empty(0)
-        return (a, torch.cat(second) if second else torch.empty(0)) if extra is not None else a
-
-    def rating_distributions(self, requests: Sequence[tuple[str, str]], lo: int = 1,
-                             hi: int = 10) -> list[dict[str, Any]]:
-        """``expected`` mode: per request, P(rating = r) for r in lo..hi after ``"Rating: [["``
-        (renormalised; "10" is "1" followed by "0" where digits are single tokens) ->
-        [{rating (expected value), probs {r: p}, mass}]."""
-        texts = [self._text(s, u, EXPECTED_RATING_PREFIX) for s, u in requests]
-        values = list(range(lo, hi + 1))
-        if not 0 <= lo <= hi <= 10:
-            raise ValueError(f"rating scale {lo}..{hi}: the 'expected' mode reads 0..10 only")
-        multi = [v for v in values if v == 10]
-        if multi:
-            lp, lp1 = self.next_token_logprobs(texts, then="1")
-        else:
-            lp, lp1 = self.next_token_logprobs(texts), None
-        digit = {d: self._token_id(str(d)) for d in range(10) if str(d) in
-                 {str(v)[0] for v in values} | ({"0"} if multi else set())}
-        out = []
-        for i in range(len(texts)):
-            p = {}
-            for v in values:
-                if v == 10:
-                    p[v] = float(lp[i, digit[1]].exp() * lp1[i, digit[0]].exp())
-                elif v == 1 and multi:
-                    p[v] = float(lp[i, digit[1]].exp() * (1 - lp1[i, digit[0]].exp()))
-                else:
-                    p[v] = float(lp[i, digit[v]].exp())
-            mass = sum(p.values())
-            probs = {v: x / mass for v, x in p.items()} if mass > 0 else {}
-            out.append({"rating": sum(v * x for v, x in probs.items()) if probs else float("nan"),
-                        "probs": {str(v): round(x, 6) for v, x in probs.items()},
-                        "mass": mass})
-        return out
-
-    def verdict_distributions(self, requests: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
-        """``expected`` mode: per request, P(A), P(B), P(C) after ``"Final verdict: [["``
-        (renormalised) -> [{probs {A, B, C}, mass}]."""
-        lp = self.next_token_logprobs([self._text(s, u, EXPECTED_VERDICT_PREFIX)
-                                       for s, u in requests])
-        ids = {c: self._token_id(c) for c in "ABC"}
-        out = []
-        for i in range(len(requests)):
-            p = {c: float(lp[i, t].exp()) for c, t in ids.items()}
-            mass = sum(p.values())
-            out.append({"probs": {c: x / mass for c, x in p.items()} if mass > 0 else {},
-                        "mass": mass})
-        return out
-
-    def complete(self, system: str, user: str) -> str:
-        return self.complete_many([(system, user)])[0]
-
-    def complete_many(self, requests: Sequence[tuple[str, str]]) -> list[str]:
-        return self._generate([self._text(s, u) for s, u in requests], self.max_new_tokens)
-
-    def continue_many(self, requests: Sequence[tuple[str, str, str]],
-                      max_new_tokens: int = 4) -> list[str]:
-        """Continue the assistant turn from a given prefix: (system, user, prefix) -> text."""
-        return self._generate([self._text(s, u, p) for s, u, p in requests], max_new_tokens)
-
-
-class OpenAIJudge:
-    """OpenAI-compatible chat-completions endpoint (env-configured; urllib, no extra deps)."""
-
-    def __init__(self, base_url: str | None = None, api_key: str | None = None,
-                 model: str | None = None, timeout: float = 120.0, max_tokens: int = 512):
-        self.base_url = (base_url or os.environ.get("WORKBENCH_JUDGE_BASE_URL") or "").rstrip("/")
-        if not self.base_url:
-            raise ValueError("OpenAIJudge needs base_url or WORKBENCH_JUDGE_BASE_URL")
-        self.api_key = api_key or os.environ.get("WORKBENCH_JUDGE_API_KEY", "")
-        self.name = model or os.environ.get("WORKBENCH_JUDGE_MODEL", "gpt-4")
-        self.timeout, self.max_tokens = timeout, max_tokens
-
-    def complete(self, system: str, user: str) -> str:
-        body = {"model": self.name, "temperature": 0, "max_tokens": self.max_tokens,
-                "messages": ([{"role": "system", "content": system}] if system else [])
-                + [{"role": "user", "content": user}]}
-        req = urllib.request.Request(f"{self.base_url}/chat/completions",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {self.api_key}"})
-        with urllib.request.urlopen(req, timeout=self.timeout) as r:  # noqa: S310
-            return json.loads(r.read())["choices"][0]["message"]["content"]
-
-
-def make_judge(kind: str = "auto", name: str | None = None, mode: str = "generate",
-               **kw: Any) -> Judge:
-    """``auto`` (endpoint if WORKBENCH_JUDGE_BASE_URL set, else local), ``hf``, ``openai``.
-    ``mode`` (``JUDGE_MODES``) applies to local judges; an endpoint always generates."""
-    if mode not in JUDGE_MODES:
-        raise ValueError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, got {mode!r}")
-    if kind == "auto":
-        kind = "openai" if os.environ.get("WORKBENCH_JUDGE_BASE_URL") else "hf"
-    if kind == "openai":
-        return OpenAIJudge(model=name, **kw)
-    if kind == "hf":
-        return HFJudge(name or DEFAULT_LOCAL_JUDGE, mode=mode, **kw)
-    raise ValueError(f"unknown judge kind {kind!r} (auto, hf, openai)")
-
-
-def is_weak(judge: Judge) -> bool:
-    return isinstance(judge, HFJudge)
 
 
 def _note(judge: Judge) -> str:

@@ -14,7 +14,7 @@ from typing import ClassVar
 
 from workbench.common.config import RunConfig
 from workbench.common.config import option as _f
-from workbench.eval.chat import JUDGE_MODES
+from workbench.eval.judges import JUDGE_MODES
 
 VOCAB_MAPS = ("em", "mined", "ms")
 FUSE_LOSSES = ("ce", "kl")

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from workbench.common.config import RunConfig
 from workbench.common.config import option as _f
-from workbench.eval.chat import JUDGE_MODES
+from workbench.eval.judges import JUDGE_MODES
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import os
 import re
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from workbench.common.io import read_json, write_json
 from workbench.eval.chat import (
     WEAK_JUDGE_NOTE,
     is_weak,
+    judge_tag,
     make_judge,
     mtbench_answers_batch,
     mtbench_pairwise,
@@ -172,14 +172,6 @@ def _nan_to_none(v: Any) -> Any:
     return v
 
 
-def _make_judge(kind: str, name: str | None, max_new_tokens: int, batch_size: int,
-                mode: str = "expected"):
-    local = kind == "hf" or (kind == "auto" and not os.environ.get("WORKBENCH_JUDGE_BASE_URL"))
-    return make_judge(kind, name, mode=mode,
-                      **({"max_new_tokens": max_new_tokens, "batch_size": batch_size}
-                         if local else {}))
-
-
 def _all_answers(ans: dict[str, Any]) -> list[str]:
     return list(ans["eval"]) + [a for q in ans["mtbench"] for a in q["answers"]]
 
@@ -266,9 +258,9 @@ def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None
     if not adir.is_dir() or not any(adir.glob("*.json")):
         raise ValueError(f"rejudge: {run_dir} has no saved answers (artifacts/answers/*.json)")
     answers = {d["model"]: d for d in (read_json(f) for f in sorted(adir.glob("*.json")))}
-    j = _make_judge(judge, judge_model, max_new_tokens, batch_size, mode)
+    j = make_judge(judge, judge_model, mode, max_new_tokens=max_new_tokens, batch_size=batch_size)
     from workbench.data import load_judge_prompts
-    tag = _slug(j.name) + ("-expected" if getattr(j, "mode", "") == "expected" else "")
+    tag = judge_tag(j)
     table = judge_answers(j, answers, run_dir / "artifacts" / f"judgments-{tag}",
                           judge_prompts=load_judge_prompts(), pairwise=pairwise)
     write_json(run_dir / "artifacts" / f"table-{tag}.json",
@@ -464,8 +456,8 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
         answers[name] = read_json(f)
 
     # --- judging ------------------------------------------------------------------------------
-    judge = _make_judge(cfg.judge, cfg.judge_model, cfg.judge_max_new_tokens, cfg.judge_batch_size,
-                        cfg.judge_mode)
+    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_mode,
+                       max_new_tokens=cfg.judge_max_new_tokens, batch_size=cfg.judge_batch_size)
     table = judge_answers(judge, answers, run.artifacts / "judgments", judge_prompts=jp,
                           pairwise=cfg.mtbench_pairwise)
     warnings += judge_warnings(table)
