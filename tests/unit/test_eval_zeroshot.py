@@ -58,3 +58,25 @@ def test_errors(tiny):
         evaluate(*tiny, ("boolq",))
     with pytest.raises(ValueError, match="eval limit"):
         build_task("piqa", limit=0)
+
+
+def test_stderr_and_per_item_scores(tiny):
+    import math
+
+    from workbench.eval.zeroshot import per_item, row_columns
+
+    res = evaluate(*tiny, ("piqa", "winogrande"), limit=4)
+    for t in ("piqa", "winogrande"):
+        vals = res[t]["values"]
+        assert len(vals) == len(res[t]["ids"]) == res[t]["n"] == 4
+        assert sum(vals) / 4 == pytest.approx(res[t]["score"])
+        if 0 < sum(vals) < 4:  # lm-eval's mean_stderr: sample std / sqrt(n)
+            mu = sum(vals) / 4
+            sd = math.sqrt(sum((v - mu) ** 2 for v in vals) / 3)
+            assert res[t]["stderr"] == pytest.approx(sd / 2)
+    assert res["n"] == 8
+    row = row_columns(res, ("piqa", "winogrande"))
+    assert row["n_zeroshot"] == 4 and row["avg"] == round(100 * res["avg"], 2)
+    assert "piqa_stderr" in row and "avg_stderr" in row
+    body = per_item({"a": res, "b": res}, ("piqa", "winogrande"))
+    assert body["ids"][0] == res["piqa"]["ids"][0] and len(body["values"]["b"]) == 8

@@ -8,7 +8,10 @@ with `lm_eval.models.huggingface.HFLM(pretrained=model, tokenizer=tok)`; a model
 layers are patched by `workbench.pruning.BlockModel` is scored with its blocks removed.
 
 Per task the reported score is `acc_norm` where the task has it, else `acc` (WinoGrande), as the
-BlockPruner paper does; Avg is the unweighted mean. ARC-e/ARC-c are scored on the *validation*
+BlockPruner paper does; Avg is the unweighted mean. Each score comes with lm-eval's own
+standard error (`stderr`: sample std of the 0/1 scores / sqrt(n)) and its per-example 0/1 scores
+(`ids`, `values`) for paired comparisons between models on the same items; `row_columns` turns a
+result into table columns with stderr and n. ARC-e/ARC-c are scored on the *validation*
 split: the offline data has no ARC test split (lm-eval and the paper use test). PIQA, HellaSwag
 and WinoGrande use the validation split, as lm-eval does.
 """
@@ -16,6 +19,7 @@ and WinoGrande use the validation split, as lm-eval does.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +66,11 @@ def build_task(task: str, limit: int | None = None):
 
 def evaluate(model, tokenizer, tasks=TASKS, limit: int | None = None, batch_size: int = 1,
              log_samples: bool = False) -> dict[str, Any]:
-    """{task: {acc, acc_norm?, score, metric, n, split}, "avg": mean score, "note": ...}.
+    """{task: {acc, acc_norm?, score, stderr, metric, n, split, ids, values}, "avg": mean score,
+    "avg_stderr", "n": items over all tasks, "note": ...}.
+
+    `stderr` is lm-eval's `<metric>_stderr`; `ids`/`values` are the document ids and 0/1 scores
+    of the reported metric, one per example.
 
     `limit`: the first `limit` validation examples per task (None: all). With `log_samples`,
     `res["samples"][task]` holds lm-eval's per-example records (arguments and loglikelihoods).
@@ -83,7 +91,9 @@ def evaluate(model, tokenizer, tasks=TASKS, limit: int | None = None, batch_size
         # package and collects environment info, which costs more than a small evaluation
         task_dict = {"tasks": {t: build_task(t, limit) for t in tasks}, "groups": {},
                      "group_map": {}}
-        out = lm_evaluate(lm, task_dict, bootstrap_iters=0, log_samples=log_samples,
+        # bootstrap_iters=1: acc/acc_norm get lm-eval's closed-form mean_stderr (no resampling:
+        # a mean is not in its bootstrappable list); 0 would switch stderr off
+        out = lm_evaluate(lm, task_dict, bootstrap_iters=1, log_samples=True,
                           verbosity="ERROR")
     finally:
         model.train(was_training)
@@ -91,12 +101,56 @@ def evaluate(model, tokenizer, tasks=TASKS, limit: int | None = None, batch_size
     for t in tasks:
         r = out["results"][t]
         metric = "acc_norm" if "acc_norm,none" in r else "acc"
+        samples = sorted(out["samples"][t], key=lambda s: s["doc_id"])
+        stderr = r.get(f"{metric}_stderr,none")
         res[t] = {"acc": r["acc,none"], "score": r[f"{metric},none"], "metric": metric,
-                  "n": int(out["n-samples"][t]["effective"]), "split": "validation"}
+                  "stderr": float(stderr) if isinstance(stderr, int | float) else None,
+                  "n": int(out["n-samples"][t]["effective"]), "split": "validation",
+                  "ids": [f"{t}/{s['doc_id']}" for s in samples],
+                  "values": [float(s[metric]) for s in samples]}
         if metric == "acc_norm":
             res[t]["acc_norm"] = r["acc_norm,none"]
     res["avg"] = sum(res[t]["score"] for t in tasks) / len(tasks)
+    ses = [res[t]["stderr"] for t in tasks]
+    # the unweighted mean of independent task means: stderrs in quadrature / number of tasks
+    res["avg_stderr"] = (math.sqrt(sum(se * se for se in ses)) / len(tasks)
+                         if all(se is not None for se in ses) else None)
+    res["n"] = sum(res[t]["n"] for t in tasks)
     res["note"] = SPLIT_NOTE
     if log_samples:
         res["samples"] = out["samples"]
     return res
+
+
+def row_columns(res: dict[str, Any], tasks=TASKS, scale: float = 100.0,
+                digits: int = 2) -> dict[str, Any]:
+    """Table columns of an `evaluate` result: `{task, task_stderr, ..., avg, avg_stderr,
+    n_zeroshot}` (scores x `scale`, e.g. percent; `n_zeroshot`: examples per task)."""
+    def r(x):
+        return None if x is None or not math.isfinite(x) else round(scale * x, digits)
+    row: dict[str, Any] = {}
+    for t in tasks:
+        row[t] = r(res[t]["score"])
+        row[f"{t}_stderr"] = r(res[t].get("stderr"))
+    row["avg"] = r(res.get("avg"))
+    row["avg_stderr"] = r(res.get("avg_stderr"))
+    ns = sorted({res[t]["n"] for t in tasks})
+    row["n_zeroshot"] = ns[0] if len(ns) == 1 else "/".join(map(str, ns))
+    return row
+
+
+def per_item(results: dict[str, dict[str, Any]], tasks=TASKS) -> dict[str, Any]:
+    """The per-item file body (`artifacts/per_item/zeroshot.json`) for several models' results
+    on the same examples: `{metric, higher_is_better, unit, ids, values: {row: [0/1...]}}`;
+    ids are `task/doc_id` over all tasks."""
+    ids: list[str] | None = None
+    values: dict[str, list[float]] = {}
+    for name, res in results.items():
+        row_ids = [i for t in tasks for i in res[t]["ids"]]
+        if ids is None:
+            ids = row_ids
+        elif row_ids != ids:
+            raise ValueError(f"zero-shot per-item: {name!r} was scored on other examples")
+        values[name] = [v for t in tasks for v in res[t]["values"]]
+    return {"metric": "zeroshot_acc", "higher_is_better": True, "unit": "fraction",
+            "ids": ids or [], "values": values}
