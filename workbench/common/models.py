@@ -7,7 +7,10 @@ Names:
 - `tiny:llama`, `tiny:mistral`, `tiny:qwen2`, `tiny:gemma3`, `tiny:bert`: small random models of
   the real architectures with the real tokenizers of the offline models (tests, `smoke`);
 - anything else: a local folder or a Hugging Face model id (`trust_remote_code=False`,
-  safetensors only).
+  safetensors only; hub ids resolve to a local snapshot through `workbench.common.hub`).
+
+Placement (device, dtype, `device_map`, `max_memory`) is decided by
+`workbench.common.runtime.resolve_placement`; `load_causal_lm` honours it.
 
 The cache root is `$WORKBENCH_CACHE` (default `~/.cache/workbench`).
 """
@@ -358,32 +361,67 @@ def resolve_model(name_or_path: str | os.PathLike) -> str:
 def load_tokenizer(name_or_path: str, **kw: Any):
     from transformers import AutoTokenizer
 
+    from workbench.common.hub import local_model_dir
+
     name = str(name_or_path)
-    path = str(tokenizer_dir(name)) if name in OFFLINE_MODELS else resolve_model(name)
+    path = str(tokenizer_dir(name)) if name in OFFLINE_MODELS else str(local_model_dir(name))
     return AutoTokenizer.from_pretrained(path, trust_remote_code=False, **kw)
 
 
 def load_causal_lm(name_or_path: str, *, dtype: Any = None, device: Any = None,
-                   with_tokenizer: bool = True):
-    """Load a causal LM (and its tokenizer) from any name the registry resolves."""
+                   device_map: Any = None, max_memory: Any = None, with_tokenizer: bool = True):
+    """Load a causal LM (and its tokenizer) from any name the registry resolves (hub ids through
+    ``workbench.common.hub``), placed by ``workbench.common.runtime.resolve_placement``:
+
+    - ``device``: None = CPU (no move), ``"auto"``, ``"cpu"``, ``"cuda:N"``, ``"meta"``
+      (the architecture only: built from config.json, no weights read) or a ``torch.device``;
+    - ``dtype``: None / ``"auto"`` = bfloat16 on CUDA with capability >= 8, else float32;
+      a name (``"bfloat16"``) or a ``torch.dtype``;
+    - ``device_map`` / ``max_memory``: shard the model over the visible devices with
+      accelerate (``device`` is then ignored); ``max_memory`` alone implies ``device_map="auto"``.
+
+    ``placement_from(cfg)`` gives all four from a run config.
+    """
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from workbench.common.hub import local_model_dir
+    from workbench.common.runtime import resolve_placement
 
     name = str(name_or_path)
     if name in OFFLINE_MODELS and OFFLINE_MODELS.get(name).kind != "causal":
         raise ValueError(f"{name!r} is an encoder, not a causal LM")
     if name == "tiny:bert":
         raise ValueError("'tiny:bert' is an encoder, not a causal LM")
-    path = resolve_model(name)
-    model = AutoModelForCausalLM.from_pretrained(
-        path, dtype=dtype or torch.float32, trust_remote_code=False, use_safetensors=True
-    )
-    if device is not None:
-        model.to(device)
+    place = resolve_placement(device, dtype, device_map, max_memory)
+    if place.device.type == "meta" and place.device_map is None:
+        path = str(local_model_dir(name, config_only=True))
+        config = AutoConfig.from_pretrained(path, trust_remote_code=False)
+        model = empty_causal_lm(config, place.dtype)
+    else:
+        path = str(local_model_dir(name))
+        kw: dict[str, Any] = {}
+        if place.device_map is not None:
+            kw.update(device_map=place.device_map, max_memory=place.max_memory)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=place.dtype, trust_remote_code=False, use_safetensors=True, **kw)
+        if place.device_map is None and place.device != torch.device("cpu"):
+            model.to(place.device)
     model.eval()
     if not with_tokenizer:
         return model
     return model, load_tokenizer(path)
+
+
+def empty_causal_lm(config: Any, dtype: Any = None):
+    """A causal LM of ``config`` (a transformers config) on the meta device: shapes and
+    parameter counts, no memory, no weights read."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config, dtype=dtype or torch.float32,
+                                                trust_remote_code=False)
 
 
 def describe(name: str) -> dict[str, Any]:

@@ -1,4 +1,16 @@
-"""Devices, dtypes, seeds, logging and progress bars: resolved once per run."""
+"""Devices, dtypes, placement, seeds, logging and progress bars: resolved once per run.
+
+Placement is decided here and nowhere else: ``resolve_placement(device, dtype, device_map,
+max_memory)`` (or ``placement_from(cfg)`` for a ``RunConfig``) gives the keyword arguments of
+``workbench.common.models.load_causal_lm``. The rules:
+
+- device ``auto``: CUDA when available, else CPU (MPS only when named);
+- dtype ``auto``: bfloat16 on CUDA with compute capability >= 8, float32 elsewhere (so CPU
+  profiles keep float32);
+- ``device_map`` (``"auto"``, ``"balanced"``, ... or a module -> device dict) and ``max_memory``
+  (``{0: "70GiB", "cpu": "200GiB"}``, or one string for every GPU) shard a model that exceeds
+  one device with accelerate's big-model loading; without them the model goes to ``device``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +18,8 @@ import logging
 import os
 import random
 import sys
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -33,6 +47,82 @@ def resolve_dtype(dtype: str = "auto", device: torch.device | None = None) -> to
     if dtype not in _DTYPES:
         raise ValueError(f"unknown dtype {dtype!r}; valid: auto, {', '.join(_DTYPES)}")
     return _DTYPES[dtype]
+
+
+def _as_device(device: Any) -> torch.device:
+    if device is None:
+        return torch.device("cpu")
+    return device if isinstance(device, torch.device) else resolve_device(str(device))
+
+
+def _as_dtype(dtype: Any, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    return resolve_dtype("auto" if dtype is None else str(dtype).removeprefix("torch."), device)
+
+
+def parse_max_memory(max_memory: Any) -> dict[int | str, str] | None:
+    """``"70GiB"`` -> that much on every visible GPU; a mapping keeps its values, with digit
+    keys as GPU indices (YAML gives ``"0"``); None -> None."""
+    if max_memory is None or max_memory == {}:
+        return None
+    if isinstance(max_memory, str | int | float):
+        n = torch.cuda.device_count()
+        if n == 0:
+            raise ValueError(f"max_memory {max_memory!r} for every GPU, but no GPU is visible; "
+                             "give a mapping such as {'cpu': '64GiB'}")
+        return dict.fromkeys(range(n), max_memory)
+    if not isinstance(max_memory, dict):
+        raise ValueError(f"max_memory must be a size string or a mapping, got {max_memory!r}")
+    return {int(k) if str(k).isdigit() else str(k): v for k, v in max_memory.items()}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where and in which dtype a model is loaded (see the module docstring)."""
+
+    device: torch.device
+    dtype: torch.dtype
+    device_map: str | dict | None = None
+    max_memory: dict | None = None
+
+    def kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of ``load_causal_lm`` (``device_map``/``max_memory`` only when set)."""
+        out: dict[str, Any] = {"device": self.device, "dtype": self.dtype}
+        if self.device_map is not None:
+            out["device_map"] = self.device_map
+        if self.max_memory is not None:
+            out["max_memory"] = self.max_memory
+        return out
+
+
+def resolve_placement(device: Any = "auto", dtype: Any = "auto", device_map: Any = None,
+                      max_memory: Any = None) -> Placement:
+    """Resolve a placement once (``None`` device = CPU, ``None`` dtype = ``auto``)."""
+    dev = _as_device(device)
+    if max_memory is not None and device_map is None:
+        device_map = "auto"  # a memory cap means accelerate places the model
+    return Placement(device=dev, dtype=_as_dtype(dtype, dev), device_map=device_map or None,
+                     max_memory=parse_max_memory(max_memory))
+
+
+def placement_from(cfg: Any, **overrides: Any) -> dict[str, Any]:
+    """``load_causal_lm`` keyword arguments from a config's ``device``, ``dtype`` and (when the
+    config has them) ``device_map`` / ``max_memory``; ``overrides`` win over the config:
+    ``load_causal_lm(name, **placement_from(cfg))``."""
+    fields = {k: getattr(cfg, k, None) for k in ("device", "dtype", "device_map", "max_memory")}
+    fields.update(overrides)
+    return resolve_placement(fields["device"] or "auto", fields["dtype"] or "auto",
+                             fields["device_map"], fields["max_memory"]).kwargs()
+
+
+def model_device(model: Any) -> torch.device:
+    """The device a model's inputs go to: its first parameter's (HF's ``model.device``, which
+    is also right for a model spread by ``device_map``)."""
+    dev = getattr(model, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    return next(model.parameters()).device
 
 
 def seed_everything(seed: int) -> torch.Generator:

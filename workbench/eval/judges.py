@@ -46,20 +46,28 @@ class HFJudge:
 
     def __init__(self, name: str = DEFAULT_LOCAL_JUDGE, max_new_tokens: int = 256, model=None,
                  tokenizer=None, batch_size: int = 4, force_format: bool = True,
-                 mode: str = "generate"):
+                 mode: str = "generate", *, device: Any = None, dtype: Any = None,
+                 device_map: Any = None, max_memory: Any = None, backend: str = "hf"):
         if mode not in JUDGE_MODES:
             raise ValueError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, got {mode!r}")
+        from workbench.eval.generation import BACKENDS
+        if backend not in BACKENDS:
+            raise ValueError(f"judge backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.name = name
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.force_format = force_format
         self.mode = mode
+        self.backend = backend
+        # load_causal_lm's placement (workbench.common.runtime.resolve_placement)
+        self.placement = {"device": device, "dtype": dtype, "device_map": device_map,
+                          "max_memory": max_memory}
         self._model, self._tok = model, tokenizer
 
     def _load(self):
         if self._model is None:
             from workbench.common import load_causal_lm
-            self._model, self._tok = load_causal_lm(self.name)
+            self._model, self._tok = load_causal_lm(self.name, **self.placement)
         return self._model, self._tok
 
     def _text(self, system: str, user: str, prefix: str = "") -> str:
@@ -69,22 +77,11 @@ class HFJudge:
         return tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) + prefix
 
     def _generate(self, texts: list[str], max_new_tokens: int) -> list[str]:
-        import torch
+        from workbench.eval.generation import generate
         model, tok = self._load()
-        tok.padding_side = "left"
-        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        if tok.pad_token is None:
-            tok.pad_token = tok.eos_token
-        out: list[str] = []
-        dev = next(model.parameters()).device
-        for i in range(0, len(texts), self.batch_size):
-            enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
-                      add_special_tokens=False).to(dev)
-            with torch.no_grad():
-                gen = model.generate(**enc, do_sample=False, max_new_tokens=max_new_tokens,
-                                     pad_token_id=pad)
-            out += tok.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-        return out
+        return generate(model, tok, texts, max_new_tokens=max_new_tokens,
+                        batch_size=self.batch_size, backend=self.backend,
+                        model_path=None if self.backend == "hf" else self.name)
 
     def _token_id(self, text: str) -> int:
         _, tok = self._load()
@@ -106,8 +103,9 @@ class HFJudge:
         tok.padding_side = "left"
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
-        dev = next(model.parameters()).device
         extra = self._token_id(then) if then is not None else None
+        from workbench.common.runtime import model_device
+        dev = model_device(model)
         first, second = [], []
         for i in range(0, len(texts), self.batch_size):
             enc = tok(texts[i:i + self.batch_size], return_tensors="pt", padding=True,
