@@ -121,22 +121,3 @@ def test_errors(setup):
     with pytest.raises(ValueError, match="unknown block search"):
         SEARCHES.get("blockpruner2")
 
-
-def test_calibration_rows_from_file_and_empty_file(tmp_path):
-    from workbench.pruning.calibration import calibration_rows
-
-    _, tok = load_causal_lm("tiny:llama")
-    f = tmp_path / "cal.jsonl"
-    f.write_text('{"instruction": "Say hi", "output": "hi there"}\n{"text": "one two three"}\n')
-    rows = calibration_rows(tok, str(f), 2, 3, seed=0)
-    ids = tok("\n\n".join(["Say hi\nhi there", "one two three"]), add_special_tokens=False
-              ).input_ids
-    ids2 = tok("\n\n".join(["one two three", "Say hi\nhi there"]), add_special_tokens=False
-               ).input_ids
-    n = len(ids) // 3
-    assert rows.shape == (n, 3)  # non-overlapping rows, remainder dropped
-    assert rows.flatten().tolist() in (ids[: 3 * n], ids2[: 3 * n])
-    empty = tmp_path / "empty.txt"
-    empty.write_text("\n\n  \n")
-    with pytest.raises(ValueError, match="calibration set .*empty"):
-        calibration_rows(tok, str(empty), 4, 8)

@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
-
 from workbench.common.config import RunConfig
 from workbench.common.io import read_json, write_json
 from workbench.common.rundir import RunDir
@@ -47,8 +45,14 @@ class PruningConfig(RunConfig):
         "help": "sharegpt | wikitext2 | file path | datasets name (e.g. tatsu-lab/alpaca)"})
     cal_nsamples: int = field(default=16, metadata={"help": "calibration examples"})
     seq_len: int = field(default=128, metadata={"help": "calibration row length"})
-    cal_max_rows: int | None = field(default=None, metadata={"help": "cap on calibration rows"})
-    batch_size: int = field(default=1, metadata={"help": "rows per forward"})
+    cal_max_rows: int | None = field(default=None, metadata={
+        "help": "cap on calibration rows: then every sampled document gets an equal share of "
+                "the rows (None: the official join-and-cut of whole documents)"})
+    cal_heldout: bool = field(default=False, metadata={
+        "help": "draw from the official 10 % held-out split (train_test_split 0.2 then halves, "
+                "seed 42), as the official code does for Alpaca"})
+    batch_size: int = field(default=8, metadata={"help": "rows per forward (the official "
+                                                          "search: 2)"})
     fast: bool = field(default=True, metadata={"help": "exact speed-ups in the greedy search"})
     eval_seq_len: int = field(default=128, metadata={"help": "WikiText-2 window length"})
     eval_max_rows: int | None = field(default=8, metadata={"help": "WikiText-2 windows cap"})
@@ -94,11 +98,14 @@ def _load(cfg: PruningConfig):
     return model, tok
 
 
-def _calibration(cfg: PruningConfig, tok) -> torch.Tensor:
-    from workbench.pruning.calibration import calibration_rows
+def _calibration(cfg: PruningConfig, tok):
+    from workbench.pruning.calibration import calibration
 
-    return calibration_rows(tok, cfg.cal_data, cfg.cal_nsamples, cfg.seq_len, seed=42,
-                            max_rows=cfg.cal_max_rows)
+    cal = calibration(tok, cfg.cal_data, cfg.cal_nsamples, cfg.seq_len, seed=42,
+                      max_rows=cfg.cal_max_rows, heldout=cfg.cal_heldout)
+    log.info("calibration: %d rows x %d tokens from %d of %d sampled documents (%s)",
+             len(cal.rows), cal.rows.shape[1], cal.documents, cal.sampled, cal.layout)
+    return cal
 
 
 def _search(cfg, bm, rows, method, run: RunDir, num: int, **kw) -> list[dict]:
@@ -135,13 +142,14 @@ def run_block_search(cfg: PruningConfig, run: RunDir | None = None,
     seed_everything(cfg.seed)
     run = run or RunDir.create(cfg, kind=KIND)
     model, tok = model_tok or _load(cfg)
-    rows = _calibration(cfg, tok)
+    cal = _calibration(cfg, tok)
+    rows = cal.rows
     with BlockModel(model) as bm:
         if cfg.target_ratio is not None and cfg.method == "blockpruner":
             steps = _greedy_to_ratio(cfg, bm, rows, run)
         else:
             steps = _search(cfg, bm, rows, cfg.method, run, _main_num(cfg, bm))
-    return steps, (model, tok, rows)
+    return steps, (model, tok, cal)
 
 
 def _greedy_to_ratio(cfg, bm, rows, run) -> list[dict]:
@@ -184,7 +192,8 @@ def evaluate_set(cfg: PruningConfig, model, tok, removed, wiki_rows=None) -> dic
 def run_blockpruner(cfg: PruningConfig) -> PruningResult:
     """Main search + baselines at matched ratio, evaluation table, export; writes metrics.json."""
     run = RunDir.create(cfg, kind=KIND)
-    steps, (model, tok, rows) = run_block_search(cfg, run)
+    steps, (model, tok, cal) = run_block_search(cfg, run)
+    rows = cal.rows
     all_steps = {cfg.method: steps}
     ratio = steps[-1]["ratio"]
     with BlockModel(model) as bm:
@@ -223,6 +232,7 @@ def run_blockpruner(cfg: PruningConfig) -> PruningResult:
     metrics = {"table": table, "model": cfg.model, "n_layers": len(decoder_layers(model)),
                "methods": list(all_steps), "removed": [list(b) for b in final],
                "ratio_pct": round(100 * ratio, 2), "calibration_rows": list(rows.shape),
+               "calibration": {"source": cfg.cal_data, **cal.info()},
                "search_steps": steps_table(steps),
                "note": SPLIT_NOTE}
     run.finish(metrics)
