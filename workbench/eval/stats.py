@@ -294,6 +294,14 @@ def _stderr_of(e: Estimate, alpha: float) -> float:
     return math.nan
 
 
+def direction_op(direction: str) -> str:
+    """ "greater" -> ">", "less_equal" -> "<=", ... (ValueError naming a bad direction)."""
+    op = _DIRECTIONS.get(direction)
+    if op is None:
+        raise ValueError(f"direction {direction!r}: expected one of {', '.join(_DIRECTIONS)}")
+    return op
+
+
 def verdict(estimate: Estimate, direction: str, margin: float = 0.0) -> str:
     """Judge the claim "estimate <direction> margin" from its interval.
 
@@ -302,9 +310,7 @@ def verdict(estimate: Estimate, direction: str, margin: float = 0.0) -> str:
     - "inconclusive at this scale": the interval spans both (or there is none).
     direction: "greater" / "less" (strict), "greater_equal" / "less_equal", or > < >= <=.
     """
-    op = _DIRECTIONS.get(direction)
-    if op is None:
-        raise ValueError(f"direction {direction!r}: expected one of {', '.join(_DIRECTIONS)}")
+    op = direction_op(direction)
     lo, hi = estimate.lo, estimate.hi
     if not (math.isfinite(lo) and math.isfinite(hi)):
         return INCONCLUSIVE
