@@ -70,6 +70,9 @@ def snapshot(name: str, *, config_only: bool = False) -> Path:
         folder = Path(snapshot_download(repo, revision=revision, cache_dir=str(cache),
                                         allow_patterns=patterns, local_files_only=offline))
     except Exception as e:  # huggingface_hub raises several kinds; the user needs one line
+        if type(e).__name__ == "IncompleteSnapshotError":
+            raise ValueError(f"model {name!r}: its snapshot in {cache} is incomplete (an "
+                             f"interrupted download?); download its {what} again") from None
         if offline or type(e).__name__ in ("LocalEntryNotFoundError", "OfflineModeIsEnabled"):
             include = " ".join(f"'{p}'" for p in patterns[:3])
             raise ValueError(

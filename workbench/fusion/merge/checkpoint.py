@@ -29,11 +29,16 @@ def is_vocab_tensor(name: str) -> bool:
 
 
 class Checkpoint:
-    """One model folder: config.json plus `model.safetensors` or a sharded index."""
+    """One model folder: config.json plus `model.safetensors` or a sharded index. A hub id
+    (`owner/name`) is resolved to its local snapshot (`workbench.common.hub`: the cache only when
+    offline, safetensors only)."""
 
     def __init__(self, folder: str | os.PathLike, label: str | None = None) -> None:
-        self.folder = Path(folder)
+        from workbench.common.hub import is_hub_id, local_model_dir
+
         self.label = label or str(folder)
+        # a hub id (also as `resolve_model` passes it through): its local snapshot
+        self.folder = local_model_dir(str(folder)) if is_hub_id(folder) else Path(folder)
         if not self.folder.is_dir():
             raise ValueError(f"model {self.label!r}: {self.folder} is not a local folder")
         cfg_path = self.folder / "config.json"

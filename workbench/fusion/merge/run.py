@@ -8,6 +8,11 @@ matrices the first min(vocab) rows over all inputs are merged and the base's row
 smallest vocabulary are kept as they are (the spec is silent on those rows). A tied base writes
 no `lm_head` (the inputs' heads are ignored); an untied base merged with tied inputs uses their
 input embeddings as their heads.
+
+Inputs are model folders, registry names or hub ids (resolved to local snapshots by
+`workbench.common.hub`; offline from the hub cache only). Each tensor is merged on `cfg.device`
+(`auto`: CUDA when available, else CPU) and written from the CPU; on CUDA a random method (DARE)
+draws its masks from a CUDA generator, so they differ from a CPU merge with the same seed.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from typing import Any
 
 import torch
 
+from workbench.common.hub import local_model_dir
 from workbench.common.io import atomic_write_text, sha256_file, write_json, write_yaml
-from workbench.common.models import resolve_model
 from workbench.common.registry import did_you_mean
 from workbench.common.rundir import config_hash, runs_root
 from workbench.common.runtime import resolve_device, track
@@ -153,11 +158,11 @@ def run_merge(cfg: MergeConfig) -> MergeResult:
     out_dtype = _DTYPES[cfg.out_dtype or cfg.merge_dtype]
 
     base_label = cfg.base_model or cfg.models[0]
-    base = Checkpoint(resolve_model(base_label), base_label)
+    base = Checkpoint(local_model_dir(base_label), base_label)
     model_params = list(cfg.model_parameters) or [{} for _ in cfg.models]
     inputs, kept_params = [], []
     for label, mp in zip(cfg.models, model_params, strict=True):
-        ck = Checkpoint(resolve_model(label), label)
+        ck = Checkpoint(local_model_dir(label), label)
         if uses_base and _same(ck, base):  # mergekit lists the pivot among `models`: skip it
             continue
         inputs.append(ck)
@@ -261,7 +266,7 @@ def _write_extras(cfg: MergeConfig, base: Checkpoint, tmp: Path, out_dtype: torc
         shutil.copy2(base.folder / "generation_config.json", tmp / "generation_config.json")
         written.append("generation_config.json")
     tok_label = cfg.tokenizer_source or base.label
-    tok_dir = Path(resolve_model(tok_label))
+    tok_dir = local_model_dir(tok_label)
     for f in TOKENIZER_FILES:
         if (tok_dir / f).exists():
             shutil.copy2(tok_dir / f, tmp / f)
