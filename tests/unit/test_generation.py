@@ -77,3 +77,93 @@ def test_bad_arguments_fail_naming_them(tiny):
         generate(model, tok, ["x"], max_new_tokens=0)
     with pytest.raises(ValueError, match="top_p in"):
         generate(model, tok, ["x"], max_new_tokens=2, temperature=1.0, top_p=0.0)
+
+
+# ---- the endpoint judge: concurrency, retries, cache ---------------------------------------
+class _FakeEndpoint:
+    """An OpenAI-compatible /chat/completions on 127.0.0.1 that fails the first `fail` calls
+    with `status` and answers at most `limit` requests in all."""
+
+    def __init__(self, fail: int = 1, status: int = 503, limit: int = 50):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.calls, self.fail, self.status, self.limit = 0, fail, status, limit
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_POST(self):
+                import json
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with outer.lock:
+                    outer.calls += 1
+                    n = outer.calls
+                if n > outer.limit:
+                    self.send_response(400)
+                    self.end_headers()
+                    self.wfile.write(b"request limit of the fake server")
+                    return
+                if n <= outer.fail:
+                    self.send_response(outer.status)
+                    self.send_header("Retry-After", "0")
+                    self.end_headers()
+                    self.wfile.write(b"try again")
+                    return
+                text = "echo " + body["messages"][-1]["content"]
+                out = json.dumps({"choices": [{"message": {"content": text}}]}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(out)))
+                self.end_headers()
+                self.wfile.write(out)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_endpoint_judge_retries_runs_concurrently_and_caches(tmp_path):
+    from workbench.eval.judges import OpenAIJudge
+
+    reqs = [("sys", f"question {i}") for i in range(6)]
+    cache = tmp_path / "judgments.jsonl"
+    with _FakeEndpoint(fail=1, status=503) as srv:
+        j = OpenAIJudge(base_url=srv.url, model="m", workers=3, backoff=0.01, cache=cache)
+        out = j.complete_many(reqs)
+        assert out == [f"echo question {i}" for i in range(6)]  # in order
+        assert srv.calls == 7 and j.requests_sent == 7  # one failed call, retried
+        again = OpenAIJudge(base_url=srv.url, model="m", cache=cache)
+        assert again.complete_many(reqs[::-1]) == out[::-1]
+        assert again.complete("sys", "question 2") == "echo question 2"
+        assert srv.calls == 7 and again.requests_sent == 0  # the re-run paid nothing
+        other = OpenAIJudge(base_url=srv.url, model="another-model", cache=cache)
+        other.complete("sys", "question 0")  # a different judge model is a different key
+        assert srv.calls == 8
+    assert len(cache.read_text().splitlines()) == 7
+
+
+def test_endpoint_judge_gives_up_in_one_line(tmp_path):
+    from workbench.eval.judges import OpenAIJudge
+
+    with _FakeEndpoint(fail=10, status=429) as srv:
+        j = OpenAIJudge(base_url=srv.url, model="m", max_retries=2, backoff=0.01, cache=False)
+        with pytest.raises(ValueError, match=r"HTTP 429 after 3 attempts") as e:
+            j.complete("s", "u")
+        assert "\n" not in str(e.value) and srv.calls == 3
+    with _FakeEndpoint(fail=10, status=401) as srv:
+        j = OpenAIJudge(base_url=srv.url, model="m", backoff=0.01, cache=False)
+        with pytest.raises(ValueError, match=r"HTTP 401"):
+            j.complete("s", "u")
+        assert srv.calls == 1  # an auth error is not retried

@@ -8,17 +8,29 @@
   one forward pass, no explanation; see ``workbench.eval.chat``).
 - ``OpenAIJudge()``: any OpenAI-compatible ``/chat/completions`` endpoint, configured by
   ``WORKBENCH_JUDGE_BASE_URL``, ``WORKBENCH_JUDGE_API_KEY``, ``WORKBENCH_JUDGE_MODEL`` (urllib
-  only); it always generates.
+  only); it always generates: concurrent requests, retries with backoff, and a jsonl cache of
+  finished judgments so a re-run does not pay twice.
+- A local judge loads where ``device`` / ``dtype`` / ``device_map`` / ``max_memory`` say
+  (``workbench.common.runtime.resolve_placement``) and generates through
+  ``workbench.eval.generation.generate`` (``backend`` hf | vllm | auto).
 - ``make_judge(kind="auto")``: endpoint when ``WORKBENCH_JUDGE_BASE_URL`` is set, else local HF.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
+import random
 import re
+import threading
+import time
+import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 WEAK_JUDGE_NOTE = ("Offline judge is a small local model (default qwen2.5-coder-0.5b-instruct; quick "
@@ -28,6 +40,7 @@ DEFAULT_LOCAL_JUDGE = "qwen2.5-coder-0.5b-instruct"
 JUDGE_MODES = ("expected", "generate")
 EXPECTED_RATING_PREFIX = "Rating: [["
 EXPECTED_VERDICT_PREFIX = "Final verdict: [["
+log = logging.getLogger(__name__)
 
 
 class Judge(Protocol):
@@ -185,27 +198,133 @@ class HFJudge:
 
 
 class OpenAIJudge:
-    """OpenAI-compatible chat-completions endpoint (env-configured; urllib, no extra deps)."""
+    """OpenAI-compatible chat-completions endpoint (env-configured; urllib, no extra deps).
+
+    ``complete_many`` sends up to ``workers`` requests at once (threads; env
+    ``WORKBENCH_JUDGE_WORKERS``), retries connection errors, timeouts, 408/409/429 and 5xx up to
+    ``max_retries`` times with exponential backoff (``backoff * 2**attempt`` seconds plus
+    jitter, or the server's ``Retry-After``), and fails at once, in one line, on other 4xx.
+    Finished judgments are cached in a jsonl file (``cache``: a path, ``None`` = env
+    ``WORKBENCH_JUDGE_CACHE`` or ``<workbench cache>/judgments/<model>.jsonl``, ``False`` = off)
+    keyed by a sha256 of model, max_tokens, system and user text, so a re-run pays only for
+    judgments it has not made yet.
+    """
+
+    RETRY_STATUS = (408, 409, 429, 500, 502, 503, 504)
 
     def __init__(self, base_url: str | None = None, api_key: str | None = None,
-                 model: str | None = None, timeout: float = 120.0, max_tokens: int = 512):
+                 model: str | None = None, timeout: float = 120.0, max_tokens: int = 512, *,
+                 workers: int | None = None, max_retries: int = 5, backoff: float = 1.0,
+                 cache: str | os.PathLike | bool | None = None):
         self.base_url = (base_url or os.environ.get("WORKBENCH_JUDGE_BASE_URL") or "").rstrip("/")
         if not self.base_url:
             raise ValueError("OpenAIJudge needs base_url or WORKBENCH_JUDGE_BASE_URL")
         self.api_key = api_key or os.environ.get("WORKBENCH_JUDGE_API_KEY", "")
         self.name = model or os.environ.get("WORKBENCH_JUDGE_MODEL", "gpt-4")
         self.timeout, self.max_tokens = timeout, max_tokens
+        self.workers = max(1, int(workers or os.environ.get("WORKBENCH_JUDGE_WORKERS", 8)))
+        self.max_retries, self.backoff = max_retries, backoff
+        self.requests_sent = 0  # HTTP requests made, retries included
+        self._lock = threading.Lock()
+        self.cache_path = self._cache_path(cache)
+        self._cache = _read_cache(self.cache_path) if self.cache_path else {}
+
+    def _cache_path(self, cache) -> Path | None:
+        if cache is False:
+            return None
+        if cache is None or cache is True:
+            env = os.environ.get("WORKBENCH_JUDGE_CACHE")
+            if env:
+                return Path(env).expanduser()
+            from workbench.common.models import cache_root
+            slug = re.sub(r"[^A-Za-z0-9]+", "_", self.name).strip("_").lower()
+            return cache_root() / "judgments" / f"{slug}.jsonl"
+        return Path(cache).expanduser()
+
+    def key(self, system: str, user: str) -> str:
+        blob = json.dumps([self.name, self.max_tokens, system, user], ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()
 
     def complete(self, system: str, user: str) -> str:
+        return self.complete_many([(system, user)])[0]
+
+    def complete_many(self, requests: Sequence[tuple[str, str]]) -> list[str]:
+        keys = [self.key(s, u) for s, u in requests]
+        todo = {k: r for k, r in zip(keys, requests, strict=True) if k not in self._cache}
+        if todo:
+            with ThreadPoolExecutor(max_workers=min(self.workers, len(todo))) as pool:
+                done = dict(zip(todo, pool.map(lambda r: self._post(*r), todo.values()),
+                                strict=True))
+            for k, text in done.items():
+                self._remember(k, text)
+        return [self._cache[k] for k in keys]
+
+    def _remember(self, key: str, text: str) -> None:
+        with self._lock:
+            self._cache[key] = text
+            if self.cache_path is not None:
+                self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+                with open(self.cache_path, "a", encoding="utf-8") as f:
+                    f.write(json.dumps({"key": key, "model": self.name, "content": text},
+                                       ensure_ascii=False) + "\n")
+
+    def _post(self, system: str, user: str) -> str:
         body = {"model": self.name, "temperature": 0, "max_tokens": self.max_tokens,
                 "messages": ([{"role": "system", "content": system}] if system else [])
                 + [{"role": "user", "content": user}]}
-        req = urllib.request.Request(f"{self.base_url}/chat/completions",
-                                     data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json",
-                                              "Authorization": f"Bearer {self.api_key}"})
-        with urllib.request.urlopen(req, timeout=self.timeout) as r:  # noqa: S310
-            return json.loads(r.read())["choices"][0]["message"]["content"]
+        data = json.dumps(body).encode()
+        url = f"{self.base_url}/chat/completions"
+        for attempt in range(self.max_retries + 1):
+            req = urllib.request.Request(url, data=data, method="POST",
+                                         headers={"Content-Type": "application/json",
+                                                  "Authorization": f"Bearer {self.api_key}"})
+            wait = None
+            try:
+                with self._lock:
+                    self.requests_sent += 1
+                with urllib.request.urlopen(req, timeout=self.timeout) as r:  # noqa: S310
+                    return json.loads(r.read())["choices"][0]["message"]["content"]
+            except urllib.error.HTTPError as e:
+                if e.code not in self.RETRY_STATUS:
+                    detail = e.read()[:200].decode("utf-8", "replace").replace("\n", " ")
+                    raise ValueError(f"judge endpoint {url}: HTTP {e.code} {e.reason}: "
+                                     f"{detail}") from None
+                err = f"HTTP {e.code}"
+                wait = _retry_after(e.headers.get("Retry-After") if e.headers else None)
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
+                err = f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+            except (KeyError, IndexError, TypeError, json.JSONDecodeError) as e:
+                raise ValueError(f"judge endpoint {url}: unexpected response ({type(e).__name__}: "
+                                 f"{e})") from None
+            if attempt == self.max_retries:
+                raise ValueError(f"judge endpoint {url}: {err} after {attempt + 1} attempts")
+            delay = wait if wait is not None else self.backoff * 2 ** attempt
+            delay += random.uniform(0, 0.1 * self.backoff)
+            log.warning("judge endpoint: %s; retry %d/%d in %.1f s", err, attempt + 1,
+                        self.max_retries, delay)
+            time.sleep(delay)
+        raise AssertionError("unreachable")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _read_cache(path: Path) -> dict[str, str]:
+    """The finished judgments of a cache file (a torn last line is skipped)."""
+    out: dict[str, str] = {}
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            out[row["key"]] = row["content"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue
+    return out
 
 
 def make_judge(kind: str = "auto", name: str | None = None, mode: str = "generate", *,
