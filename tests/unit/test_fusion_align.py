@@ -76,21 +76,25 @@ def test_token_texts_prefers_regular_over_byte_fallback():
 # --- DTW ------------------------------------------------------------------------------------
 
 
+NORM = DTWOptions(text="normalized")  # our canonical texts: the space is the marker, stripped
+
+
 def test_cost_matrix_strips_markers_and_falls_back_to_raw_when_empty():
-    c = cost_matrix([" go", " ", "ing"], ["go", "  ", " going"])
+    c = cost_matrix([" go", " ", "ing"], ["go", "  ", " going"], NORM)
     # " go"/"go": 0 after stripping; " "/"  ": both strip to "" -> raw ED(" ", "  ") = 1;
     # " "/" going": raw ED(" ", " going") = 5; "ing"/" going": ED("ing", "going") = 2.
     assert c.tolist() == [[0, 2, 3], [2, 1, 5], [3, 3, 2]]
-    c_off = cost_matrix([" "], ["  "], DTWOptions(empty_fallback=False))
+    c_off = cost_matrix([" "], ["  "], DTWOptions(empty_fallback=False, text="normalized"))
     assert c_off.tolist() == [[0]]
-    c_sub = cost_matrix(["go"], ["going", "xy"], DTWOptions(substring_weight=True))
+    c_sub = cost_matrix(["go"], ["going", "xy"], DTWOptions(substring_weight=True,
+                                                            text="normalized"))
     assert c_sub.tolist() == [[3, 20]]  # "go" in "going": 3 * 0.1 (x10 units); else 2 * 1
 
 
 def test_dtw_one_to_many_hand_computed():
     # costs: go/going 3, go/to 1, ing/going 2, ing/to 3, to/going 4, to/to 0
     # D = [[3, 4], [5, 6], [9, 5]]; backtrack (2,1) -> diag (1,0) -> up (0,0)
-    res = dtw(["go", "ing", " to"], [" going", " to"])
+    res = dtw(["go", "ing", " to"], [" going", " to"], NORM)
     assert res.cumulative.tolist() == [[3, 4], [5, 6], [9, 5]]
     assert res.path == [(0, 0), (1, 0), (2, 1)]
     assert res.groups == [[0, 1], [2]]
@@ -138,9 +142,11 @@ def test_dtw_matches_reference_on_random_sequences():
     for _ in range(300):
         s = [rng.choice(alphabet) for _ in range(rng.randint(0, 9))]
         p = [rng.choice(alphabet) for _ in range(rng.randint(0, 9))]
-        for opts in (DTWOptions(), DTWOptions("diag_up_left", False, True)):
+        for opts in (DTWOptions(), DTWOptions("diag_up_left", False, True), NORM,
+                     DTWOptions("diag_up_left", False, True, text="normalized")):
             assert dtw_align(s, p, opts) == reference_dtw(
-                s, p, opts.tie_order, opts.empty_fallback, opts.substring_weight), (s, p, opts)
+                s, p, opts.tie_order, opts.empty_fallback, opts.substring_weight,
+                strip=opts.text == "normalized"), (s, p, opts)
 
 
 # --- vocabulary maps ------------------------------------------------------------------------

@@ -69,9 +69,14 @@ def test_dtw_switches_through_the_config():
     assert dtw_align(src, piv, dtw_options(cfg())) == [[0, 1], [2], [2]]
     assert dtw_align(src, piv, dtw_options(cfg(dtw_tie_order="diag_up_left"))) == \
         [[0], [0], [1, 2]]
+    # decoded texts (default) keep their spaces: " Smol"/"ol" 3, " Smol"/" Sm" 2
+    assert cost_matrix([" Smol"], ["ol", " Sm"], dtw_options(cfg())).tolist() == [[3, 2]]
+    norm = {"dtw_text": "normalized"}  # spaces stripped: "Smol"/"ol" 2, "Smol"/"Sm" 2
+    assert cost_matrix([" Smol"], ["ol", " Sm"], dtw_options(cfg(**norm))).tolist() == [[2, 2]]
     # whitespace-only tokens: compared raw (" " vs "  ": 1) or stripped ("" vs "": 0)
-    assert cost_matrix([" "], ["  "], dtw_options(cfg())).tolist() == [[1]]
-    assert cost_matrix([" "], ["  "], dtw_options(cfg(dtw_empty_fallback=False))).tolist() == [[0]]
+    assert cost_matrix([" "], ["  "], dtw_options(cfg(**norm))).tolist() == [[1]]
+    assert cost_matrix([" "], ["  "], dtw_options(cfg(dtw_empty_fallback=False, **norm))
+                       ).tolist() == [[0]]
     assert cost_matrix(["go"], ["going"], dtw_options(cfg(dtw_substring_weight=True))
                        ).tolist() == [[3]]  # 3 * 0.1 in x10 units
     # a byte-split 你 (e4 bd | a0) is 1 byte from the whole character, 1 char in char units
@@ -106,7 +111,8 @@ def test_distribution_switches_through_the_config():
 def test_bad_switch_values_are_one_line_errors():
     for field, bad in (("dtw_tie_order", "up"), ("align_unit", "word"),
                        ("ms_count_rule", "add"), ("ms_no_candidate", "eos"),
-                       ("empty_row", "zero")):
+                       ("empty_row", "zero"), ("dtw_text", "raw"), ("vocab_text", "decode"),
+                       ("ms_group_repeats", "twice"), ("mince_dtype", "float16")):
         with pytest.raises(ValueError, match=f"FuseChatConfig.{field} must be one of") as e:
             cfg(**{field: bad})
         assert "\n" not in str(e.value)

@@ -20,11 +20,18 @@ VOCAB_MAPS = ("em", "mined", "ms")
 FUSE_LOSSES = ("ce", "kl")
 # choices of the alignment quirk switches (the values workbench.fusion.align accepts)
 ALIGN_CHOICES = {"dtw_tie_order": ("diag_left_up", "diag_up_left"),
+                 "dtw_text": ("decode", "normalized"), "vocab_text": ("raw", "normalized"),
                  "align_unit": ("byte", "char"), "ms_count_rule": ("multiply", "divide"),
+                 "ms_group_repeats": ("once", "each"),
                  "ms_no_candidate": ("unk", "drop"), "empty_row": ("keep", "one_hot")}
+MINCE_DTYPES = ("bfloat16", "float32")
+# the fields the ms counts depend on (the cooccurrence stage re-runs when one changes)
+COUNT_FIELDS = ("dtw_tie_order", "dtw_empty_fallback", "dtw_substring_weight", "align_unit",
+                "dtw_text", "ms_group_repeats", "ms_count_dialogues")
 # every config field the token alignment depends on (run.py passes them to workbench.fusion.align)
 ALIGN_FIELDS = ("dtw_tie_order", "dtw_empty_fallback", "dtw_substring_weight", "align_unit",
-                "ms_count_rule", "ms_no_candidate", "empty_row", "empty_suffix_matches")
+                "ms_count_rule", "ms_no_candidate", "empty_row", "empty_suffix_matches",
+                "dtw_text", "vocab_text", "ms_group_repeats", "ms_count_dialogues")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,6 +57,21 @@ class FuseChatConfig(RunConfig):
     compare_vocab_maps: tuple[str, ...] = _f(
         VOCAB_MAPS, "vocab maps aligned and compared in the stats table (must include vocab_map)")
     # official-code quirks of the token alignment (workbench.fusion.align); default = official
+    dtw_text: str = _f(
+        "decode", "token texts of the DTW and the 1->1 / 1->n checks: decode (newest official "
+                  "code: tokenizer.decode([id]), spaces kept) | normalized (canonical texts with "
+                  "the spaces stripped as the marker, as an older official upload)")
+    vocab_text: str = _f(
+        "raw", "texts of the vocab maps and the candidates: raw (official: vocabulary strings "
+               "with a per-class marker table that gives GemmaTokenizer the byte-level 'Ġ', so "
+               "Gemma's '▁' words never match) | normalized (canonical texts of every tokenizer)")
+    ms_group_repeats: str = _f(
+        "once", "ms counts: a source token repeated within one pivot position's DTW group counts "
+                "once (official numpy fancy-index add) | each")
+    ms_count_dialogues: int = _f(
+        0, "dialogues whose DTW alignments feed the ms counts (tokenised only, no model): 0 = "
+           "the scored dialogues; more adds dialogues read after those any held-out or "
+           "development split may use (the official counts cover the whole training corpus)")
     dtw_tie_order: str = _f(
         "diag_left_up", "DTW backtracking order on equal costs: diag_left_up (newest official "
         "FuseChat code) | diag_up_left (FuseLLM and the first FuseChat release)")
@@ -81,6 +103,9 @@ class FuseChatConfig(RunConfig):
 
     # ---- part 2: fusion training (used by workbench.fusion.train) ---------------------------
     lam: float = _f(0.9, "lambda: L = lam * SFT + (1 - lam) * fusion loss (paper: 0.9)")
+    mince_dtype: str = _f(
+        "bfloat16", "dtype of the MinCE rewards exp(-metric_ce) (official: bfloat16, so CEs "
+                    "within ~0.4 % tie and the pivot wins) | float32")
     fuse_loss: str = _f("ce", "fusion loss: ce | kl")
     fuse_temperature: float = _f(1.0, "softmax temperature on the top-K target logits")
     lr: float = _f(5e-6, "learning rate (paper: 5e-6)")
@@ -134,6 +159,12 @@ class FuseChatConfig(RunConfig):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"FuseChatConfig.{name} must be one of {', '.join(allowed)}, "
                                  f"got {getattr(self, name)!r}")
+        if self.mince_dtype not in MINCE_DTYPES:
+            raise ValueError(f"FuseChatConfig.mince_dtype must be one of "
+                             f"{', '.join(MINCE_DTYPES)}, got {self.mince_dtype!r}")
+        if self.ms_count_dialogues < 0:
+            raise ValueError(f"FuseChatConfig.ms_count_dialogues must be >= 0, got "
+                             f"{self.ms_count_dialogues}")
         if self.fuse_loss not in FUSE_LOSSES:
             raise ValueError(f"fuse_loss must be ce|kl, got {self.fuse_loss!r}")
         if not 0.0 <= self.lam <= 1.0:

@@ -221,3 +221,54 @@ def tokenize_dialogue(dialogue: Dialogue, tokenizer: Any, max_length: int
     ids, offs = _encode(tokenizer, dialogue.text)
     ids, offs = ids[:max_length], offs[:max_length]
     return ids, assistant_labels(ids, offs, dialogue.spans)
+
+
+# ------------------------------------------------------------------------------------------
+# held-out / development splits and the extra dialogues of the ms counts
+# ------------------------------------------------------------------------------------------
+def heldout_row_limit(data_size: int, eval_size: int, dev_size: int = 0) -> int:
+    """Rows of the data the held-out and development splits may read (over-read 4x + 64)."""
+    return 4 * (data_size + eval_size + dev_size) + 64
+
+
+def split_dialogues(cfg: Any, exclude_ids: set[str], tokenizers: Sequence[Any], dev_size: int
+                    ) -> tuple[list[Dialogue], list[Dialogue]]:
+    """(held-out, development) dialogues: the first ``cfg.eval_size`` non-training dialogues of
+    ``cfg.data`` (the reported held-out set, as the evaluation stage takes them) and the
+    ``dev_size`` after them (for choosing steps / learning rate without touching the held-out
+    set), rendered with the pivot's template and cut so every tokenizer fits."""
+    limit = heldout_row_limit(cfg.data_size, cfg.eval_size, dev_size)
+    rows = [r for r in load_chat_rows(cfg.data, limit) if str(r["id"]) not in exclude_ids]
+    out = prepare_dialogues(rows, tokenizers[0], tokenizers, max_length=cfg.max_length,
+                            limit=cfg.eval_size + dev_size, chat_template=cfg.chat_template)
+    return out[:cfg.eval_size], out[cfg.eval_size:]
+
+
+def count_offset(cfg: Any) -> int:
+    """First data row of the extra ``ms`` count dialogues: past every row the training,
+    held-out and development splits read (development up to ``data_size + eval_size``)."""
+    return heldout_row_limit(cfg.data_size, cfg.eval_size, cfg.data_size + cfg.eval_size)
+
+
+def extra_count_dialogues(cfg: Any, tokenizers: Sequence[Any]) -> list[Dialogue]:
+    """``cfg.ms_count_dialogues - cfg.data_size`` more dialogues (none when that is <= 0) for the
+    ``ms`` co-occurrence counts: text only (each tokenizer's ids; no model runs on them), read
+    from row :func:`count_offset` on, so none is a held-out or development dialogue."""
+    n = cfg.ms_count_dialogues - cfg.data_size
+    if n <= 0:
+        return []
+    start = count_offset(cfg)
+    rows = load_chat_rows(cfg.data, start + 4 * n + 64)[start:]
+    out = prepare_dialogues(rows, tokenizers[0], tokenizers, max_length=cfg.max_length, limit=n,
+                            chat_template=cfg.chat_template)
+    if len(out) < n:
+        log.warning("ms counts: only %d extra dialogues in %r past row %d (asked for %d)",
+                    len(out), cfg.data, start, n)
+    return out
+
+
+def id_pairs(dialogues: Sequence[Dialogue], pivot_tokenizer: Any, source_tokenizer: Any,
+             max_length: int) -> list[tuple[list[int], list[int]]]:
+    """(pivot input_ids, source input_ids) of each dialogue (``ms_counts(extra_pairs=...)``)."""
+    return [(tokenize_dialogue(d, pivot_tokenizer, max_length)[0],
+             tokenize_dialogue(d, source_tokenizer, max_length)[0]) for d in dialogues]

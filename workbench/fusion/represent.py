@@ -45,12 +45,15 @@ from workbench.fusion.dialogues import (  # noqa: F401
     assistant_labels,
     dialogues_fingerprint,
     drop_leading_assistant,
+    extra_count_dialogues,
+    id_pairs,
     load_chat_rows,
     load_dialogues,
     prepare_dialogues,
     render_dialogue,
     resolve_chat_template,
     save_dialogues,
+    split_dialogues,
     tokenize_dialogue,
 )
 

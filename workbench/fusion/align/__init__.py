@@ -3,7 +3,8 @@
 
 Public API (names are stable; the app tab and the notebook call these):
 
-- Normalisation: :func:`token_texts` (canonical texts of a vocabulary, cached per tokenizer),
+- Normalisation: :func:`token_texts` (texts of a vocabulary per mode: ``normalized`` canonical,
+  or the official ``decode`` / ``raw`` strings with :func:`official_marker`; cached per tokenizer),
   :func:`normalize_token`, :func:`tokenizer_kind`, :func:`strip_marker`.
 - Sequence alignment: :func:`dtw_align` (groups per pivot position), :func:`dtw` (with the cost and
   cumulative matrices and the path), :class:`DTWOptions` (official quirks as switches),
@@ -21,6 +22,7 @@ Public API (names are stable; the app tab and the notebook call these):
 
 from workbench.fusion.align.api import (
     ALIGNED_FEATURES,
+    VOCAB_TEXTS,
     TextAlignment,
     align_representations,
     align_text,
@@ -39,12 +41,14 @@ from workbench.fusion.align.distribution import (
     decompose,
     official_rules,
 )
-from workbench.fusion.align.dtw import DTWOptions, DTWResult, cost_matrix, dtw, dtw_align
+from workbench.fusion.align.dtw import DTW_TEXTS, DTWOptions, DTWResult, cost_matrix, dtw, dtw_align
 from workbench.fusion.align.normalize import (
+    TEXT_MODES,
     TokenTexts,
     bytes_to_unicode,
     display_text,
     normalize_token,
+    official_marker,
     strip_marker,
     to_bytes,
     token_texts,
@@ -52,6 +56,7 @@ from workbench.fusion.align.normalize import (
 )
 from workbench.fusion.align.reference import reference_dtw
 from workbench.fusion.align.vocab import (
+    GROUP_REPEATS,
     VOCAB_MAPS,
     VocabMap,
     build_vocab_map,
@@ -62,6 +67,7 @@ from workbench.fusion.align.vocab import (
 )
 
 __all__ = [
+    "DTW_TEXTS", "GROUP_REPEATS", "TEXT_MODES", "VOCAB_TEXTS", "official_marker",
     "ALIGNED_FEATURES", "AlignRules", "AlignedSample", "DTWOptions", "DTWResult", "TextAlignment",
     "TokenTexts", "VOCAB_MAPS", "VocabMap", "align_distributions", "align_representations",
     "align_text", "alignment_stats", "build_vocab_map", "bytes_to_unicode", "candidate_table",

@@ -44,7 +44,9 @@ from workbench.fusion.formats import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ALIGNED_FEATURES", "TextAlignment", "align_representations", "align_text",
+VOCAB_TEXTS = ("raw", "normalized")
+
+__all__ = ["ALIGNED_FEATURES", "VOCAB_TEXTS", "TextAlignment", "align_representations", "align_text",
            "alignment_stats", "compare_vocab_maps", "corpus_alignments", "ms_counts",
            "same_vocabulary"]
 
@@ -117,12 +119,18 @@ def corpus_alignments(pairs: Iterable[tuple[Sequence[int], Sequence[int]]],
 
 
 def ms_counts(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer: Any, source_tokenizer: Any,
-              options: DTWOptions | None = None) -> sparse.csr_matrix:
-    """The ``ms`` co-occurrence counts C[pivot id, source id] over two representation datasets."""
-    piv, src = token_texts(pivot_tokenizer), token_texts(source_tokenizer)
-    pairs = ((p["input_ids"], s["input_ids"]) for p, s in _joined_rows(pivot_ds, source_ds))
-    return cooccurrence_counts(corpus_alignments(pairs, piv, src, options, total=len(pivot_ds)),
-                               len(piv), len(src))
+              options: DTWOptions | None = None, group_repeats: str = "once",
+              extra_pairs: Sequence[tuple[Sequence[int], Sequence[int]]] = ()
+              ) -> sparse.csr_matrix:
+    """The ``ms`` co-occurrence counts C[pivot id, source id] over two representation datasets
+    (their ``input_ids``), plus ``extra_pairs`` of (pivot ids, source ids) of more texts: the
+    official statistics come from the whole training corpus, which a small run's sample is not."""
+    opts = options or DTWOptions()
+    piv, src = (token_texts(pivot_tokenizer, opts.text), token_texts(source_tokenizer, opts.text))
+    pairs = [(p["input_ids"], s["input_ids"]) for p, s in _joined_rows(pivot_ds, source_ds)]
+    pairs += [(list(p), list(s)) for p, s in extra_pairs]
+    return cooccurrence_counts(corpus_alignments(pairs, piv, src, opts, total=len(pairs)),
+                               len(piv), len(src), group_repeats=group_repeats)
 
 
 def alignment_stats(aligned: Dataset | Iterable[Any], topk_ids: Iterable[Any] | None = None
@@ -157,7 +165,8 @@ def alignment_stats(aligned: Dataset | Iterable[Any], topk_ids: Iterable[Any] | 
 
 
 def _resolve_map(vocab_map: VocabMap | str, piv: TokenTexts, src: TokenTexts, rows: list,
-                 options: DTWOptions | None, counts, map_kwargs: dict) -> VocabMap:
+                 options: DTWOptions | None, counts, map_kwargs: dict,
+                 group_repeats: str = "once") -> VocabMap:
     if isinstance(vocab_map, VocabMap):
         if len(vocab_map.pivot) != len(piv) or len(vocab_map.source) != len(src):
             raise ValueError("vocab_map: built for other tokenizers (vocabulary sizes "
@@ -173,7 +182,7 @@ def _resolve_map(vocab_map: VocabMap | str, piv: TokenTexts, src: TokenTexts, ro
     needed = {i for i in needed if 0 <= i < len(src)}  # PAD_ID and padded-vocab ids: no text
     if vocab_map == "ms" and counts is None:
         counts = cooccurrence_counts(((p["input_ids"], s["input_ids"], g) for p, s, g in rows),
-                                     len(piv), len(src))
+                                     len(piv), len(src), group_repeats=group_repeats)
     return build_vocab_map(vocab_map, src, piv, needed=sorted(needed), counts=counts,
                            **map_kwargs)
 
@@ -182,8 +191,9 @@ def dtw_groups(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer: Any, sour
                options: DTWOptions | None = None) -> dict[str, list[list[int]]]:
     """``{sample id: DTW groups}`` for every joined pivot/source row (input to
     :func:`align_representations` when one source is aligned under several vocab maps)."""
-    piv, src = token_texts(pivot_tokenizer), token_texts(source_tokenizer)
-    unit = (options or DTWOptions()).unit
+    opts = options or DTWOptions()
+    piv, src = token_texts(pivot_tokenizer, opts.text), token_texts(source_tokenizer, opts.text)
+    unit = opts.unit
     out = {}
     for p, s in track(list(_joined_rows(pivot_ds, source_ds)), desc="dtw"):
         _check_ids(p["input_ids"], len(piv), "pivot input_ids", p["id"])
@@ -198,6 +208,7 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
                           counts: sparse.spmatrix | None = None, k: int | None = None,
                           same_vocab: bool | None = None, map_kwargs: dict | None = None,
                           groups: dict[str, list[list[int]]] | None = None,
+                          vocab_text: str = "raw", group_repeats: str = "once",
                           ) -> tuple[Dataset, dict[str, Any]]:
     """Align a source's representations to the pivot's (papers.md §1.a step 2).
 
@@ -213,15 +224,24 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
             as-is with ``align_kind`` SAME_VOCAB (official ``replace_model.py``).
         groups: DTW groups per sample id from :func:`dtw_groups` with the same ``options``, so
             that aligning one source under several vocab maps runs the DTW once, not once per map.
+        vocab_text: texts of the vocabulary map and the candidates: ``raw`` (official strings and
+            marker table) | ``normalized``; the DTW and the 1->1 / 1->n checks use
+            ``options.text`` (``decode`` | ``normalized``).
+        group_repeats: ``ms`` counts built here (no ``counts``): see :func:`cooccurrence_counts`.
 
     Returns:
         (aligned dataset in the ``ALIGNED_COLUMNS`` format, :func:`alignment_stats` dict plus
         ``vocab_map``, ``map_info``, ``rules``; ``candidates_exact`` / ``candidates_via_map`` /
         ``candidates_dropped``: how the source top-K entries of the matched rows reached the pivot
-        vocabulary; ``top1_is_gold``: share of matched positions whose aligned top-1 is the pivot's
+        vocabulary; ``fallback_mass`` / ``fallback_top1``: mean softmax mass of a matched row's
+        top-K sent to the ``ms`` no-candidate token (unk/eos), share of matched rows whose top-1
+        went there; ``top1_is_gold``: share of matched positions whose aligned top-1 is the pivot's
         gold next token, a quality check of the alignment).
     """
-    piv, src = token_texts(pivot_tokenizer), token_texts(source_tokenizer)
+    if vocab_text not in VOCAB_TEXTS:
+        raise ValueError(f"vocab_text must be one of {', '.join(VOCAB_TEXTS)}, got {vocab_text!r}")
+    opts = options or DTWOptions()
+    piv, src = token_texts(pivot_tokenizer, vocab_text), token_texts(source_tokenizer, vocab_text)
     for name, size in (("pivot", len(piv)), ("source", len(src))):
         if k is not None and k > size:
             raise ValueError(f"k={k} is larger than the {name} vocabulary ({size} tokens)")
@@ -252,7 +272,8 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
         return ds, stats
 
     rows = []
-    unit = (options or DTWOptions()).unit
+    unit = opts.unit
+    seq = (token_texts(pivot_tokenizer, opts.text), token_texts(source_tokenizer, opts.text))
     for p, s in track(joined, desc="dtw"):
         _check_ids(p["input_ids"], len(piv), "pivot input_ids", p["id"])
         _check_ids(s["input_ids"], len(src), "source input_ids", s["id"])
@@ -264,18 +285,20 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
                 raise ValueError(f"groups: no DTW alignment for sample {p['id']!r}")
             rows.append((p, s, groups[p["id"]]))
         else:
-            rows.append((p, s, dtw_align(src.of(s["input_ids"], unit), piv.of(p["input_ids"], unit),
-                                         options)))
-    vmap = _resolve_map(vocab_map, piv, src, rows, options, counts, map_kwargs or {})
+            rows.append((p, s, dtw_align(seq[1].of(s["input_ids"], unit),
+                                         seq[0].of(p["input_ids"], unit), opts)))
+    vmap = _resolve_map(vocab_map, piv, src, rows, opts, counts, map_kwargs or {}, group_repeats)
     if rules is None:
         rules = official_rules(vmap.name) if vmap.name in VOCAB_MAPS else AlignRules()
     cand = candidate_table(vmap)
     cand_counts = np.zeros(3, dtype=np.int64)
+    fb = np.zeros(3, dtype=np.float64)
     gold_hits = gold_n = 0
     for p, s, groups in track(rows, desc=f"align ({vmap.name})"):
         out = align_distributions(p["input_ids"], s["input_ids"], s["topk_ids"],
-                                  s["topk_logits"], groups, vmap, rules, cand, k)
+                                  s["topk_logits"], groups, vmap, rules, cand, k, seq)
         cand_counts += out.candidate_counts
+        fb += out.fallback
         matched = np.flatnonzero(out.align_kind[:-1] != FALLBACK)
         gold_n += matched.size
         gold_hits += int((out.topk_ids[matched, 0] == np.asarray(p["input_ids"])[matched + 1]).sum())
@@ -290,6 +313,9 @@ def align_representations(pivot_ds: Dataset, source_ds: Dataset, pivot_tokenizer
     total = int(cand_counts.sum())
     stats.update(
         vocab_map=vmap.name, map_info=dict(vmap.info), rules=rules.__dict__.copy(),
+        dtw_text=opts.text, vocab_text=vocab_text,
+        fallback_mass=float(fb[1] / fb[0]) if fb[0] else 0.0,
+        fallback_top1=float(fb[2] / fb[0]) if fb[0] else 0.0,
         candidates_exact=float(cand_counts[0] / total) if total else 0.0,
         candidates_via_map=float(cand_counts[1] / total) if total else 0.0,
         candidates_dropped=float(cand_counts[2] / total) if total else 0.0,
@@ -306,7 +332,7 @@ class TextAlignment:
     source_ids: list[int]
     pivot_tokens: list[str]  # raw vocabulary strings
     source_tokens: list[str]
-    pivot_texts: list[str]  # canonical texts
+    pivot_texts: list[str]  # the texts aligned (options.text: decoded or canonical)
     source_texts: list[str]
     cost: np.ndarray  # pivot x source
     cumulative: np.ndarray  # pivot x source
@@ -349,11 +375,12 @@ def align_text(text: str, pivot_tokenizer: Any, source_tokenizer: Any,
     """Tokenise ``text`` with both tokenizers and align them (for the explorer and the figure)."""
     if not isinstance(text, str):
         raise ValueError(f"text must be a string, got {type(text).__name__}")
-    piv, src = token_texts(pivot_tokenizer), token_texts(source_tokenizer)
+    opts = options or DTWOptions()
+    piv, src = token_texts(pivot_tokenizer, opts.text), token_texts(source_tokenizer, opts.text)
     p_ids = pivot_tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
     s_ids = source_tokenizer(text, add_special_tokens=add_special_tokens)["input_ids"]
-    unit = (options or DTWOptions()).unit
-    res = dtw(src.of(s_ids, unit), piv.of(p_ids, unit), options)
+    unit = opts.unit
+    res = dtw(src.of(s_ids, unit), piv.of(p_ids, unit), opts)
     return TextAlignment(
         text=text, pivot_ids=list(p_ids), source_ids=list(s_ids),
         pivot_tokens=pivot_tokenizer.convert_ids_to_tokens(p_ids),

@@ -31,6 +31,11 @@ Rules (:class:`AlignRules`), defaults per mapping = the official ``--align_type`
   so does ``workbench.fusion.train``); ``"one_hot"`` falls back to the gold token instead.
   Either way ``align_kind`` is ``FALLBACK``.
 
+Texts: the 1->1 / 1->n checks compare the *sequence* texts (``seq``: the DTW's texts, by default
+``tokenizer.decode([id])`` as the newest official script, spaces kept; with ``normalized`` texts
+the 1->n check strips the spaces as the marker), the candidates the *vocabulary* texts of the map
+(``vmap.pivot`` / ``vmap.source``: ``raw`` strings by default, see ``normalize``).
+
 Candidates: each source top-K id maps to the pivot id with the same canonical text, else through
 the vocab map; ids mapping to -1 are dropped; duplicates keep their first (highest) logit. Output
 rows are padded to K with ``PAD_ID`` / ``PAD_LOGIT``.
@@ -84,6 +89,9 @@ class AlignedSample:
     # over the source top-K entries of the rows used: [same text in the pivot vocab, mapped
     # through the vocab map, dropped (no mapping)]
     candidate_counts: np.ndarray | None = None
+    # over the rows used: [rows, summed softmax mass of the top-K entries sent to the map's
+    # no-candidate fallback token, rows whose top-1 entry went there]
+    fallback: np.ndarray | None = None
 
 
 def _tables(vmap: VocabMap) -> tuple[np.ndarray, np.ndarray]:
@@ -138,10 +146,13 @@ def _one_to_many(pivot_s: bytes, group: list[int], source_s: list[bytes],
 def align_distributions(pivot_ids: list[int], source_ids: list[int],
                         source_topk_ids, source_topk_logits, groups: list[list[int]],
                         vmap: VocabMap, rules: AlignRules, candidates: np.ndarray | None = None,
-                        k: int | None = None) -> AlignedSample:
-    """Align one sample's source top-K rows to the pivot positions (see the module doc)."""
-    piv: TokenTexts = vmap.pivot
-    src: TokenTexts = vmap.source
+                        k: int | None = None,
+                        seq: tuple[TokenTexts, TokenTexts] | None = None) -> AlignedSample:
+    """Align one sample's source top-K rows to the pivot positions (see the module doc).
+
+    ``seq`` = (pivot, source) texts of the sequence checks; default: the map's texts."""
+    piv: TokenTexts = vmap.pivot if seq is None else seq[0]
+    src: TokenTexts = vmap.source if seq is None else seq[1]
     L = len(pivot_ids)
     if len(groups) != L:
         raise ValueError(f"groups: {len(groups)} entries for {L} pivot positions")
@@ -157,16 +168,23 @@ def align_distributions(pivot_ids: list[int], source_ids: list[int],
     s_text = src.of(source_ids)
     p_bytes = [to_bytes(t) for t in p_text]
     s_bytes = [to_bytes(t) for t in s_text]
-    p_strip = [b.replace(b" ", b"") for b in p_bytes]
-    s_strip = [b.replace(b" ", b"") for b in s_bytes]
-    mapped_all = exact_all = None
-    is_exact = _tables(vmap)[1] if len(cand) == len(src) else np.zeros(len(cand), dtype=bool)
+    if piv.mode == "normalized":  # the marker is the space: stripped for 1->n
+        p_strip = [b.replace(b" ", b"") for b in p_bytes]
+        s_strip = [b.replace(b" ", b"") for b in s_bytes]
+    else:  # decoded texts: the official .replace(marker, "") finds no marker, spaces stay
+        p_strip, s_strip = p_bytes, s_bytes
+    mapped_all = exact_all = fb_all = None
+    is_exact = (_tables(vmap)[1] if len(cand) == len(vmap.source)
+                else np.zeros(len(cand), dtype=bool))
+    fb_ids = vmap.no_candidate
     if s_ids.size:  # ids past the tokenizer (padded model vocabularies) have no text: dropped
         ok = (s_ids >= 0) & (s_ids < len(cand))
         safe = np.where(ok, s_ids, 0)
         mapped_all = np.where(ok, cand[safe], -1)
         exact_all = ok & is_exact[safe]
+        fb_all = np.zeros_like(ok) if fb_ids is None else ok & ~exact_all & np.isin(safe, fb_ids)
     counts = np.zeros(3, dtype=np.int64)
+    fallback = np.zeros(3, dtype=np.float64)
     nxt = list(pivot_ids[1:]) + ([pivot_ids[-1]] if L else [])
     for i, group in enumerate(groups):
         j, partial = None, False
@@ -188,6 +206,11 @@ def align_distributions(pivot_ids: list[int], source_ids: list[int],
             counts += [int((exact_all[j] & valid).sum()),
                        int((~exact_all[j] & (mapped_all[j] >= 0) & valid).sum()),
                        int(((mapped_all[j] < 0) & valid).sum())]
+            x = np.where(valid & np.isfinite(s_logits[j]), s_logits[j].astype(np.float64), -np.inf)
+            if np.isfinite(x).any():
+                pr = np.exp(x - x.max())
+                pr /= pr.sum()
+                fallback += [1.0, float(pr[fb_all[j]].sum()), float(fb_all[j][int(np.argmax(x))])]
             seen: set[int] = set()
             col = 0
             for pid, logit in zip(mapped_all[j].tolist(), s_logits[j].tolist(), strict=True):
@@ -206,4 +229,4 @@ def align_distributions(pivot_ids: list[int], source_ids: list[int],
             continue
         out_ids[i, 0] = nxt[i]
         out_logits[i, 0] = 1.0
-    return AlignedSample(out_ids, out_logits, kinds, rows, counts)
+    return AlignedSample(out_ids, out_logits, kinds, rows, counts, fallback)

@@ -9,7 +9,11 @@ columns:
 - backtracking from (n-1, m-1) picks the smallest of (diagonal, left, up) with ties going to the
   first in that order (``tie_order="diag_left_up"``; FuseLLM and the first FuseChat release use
   ``"diag_up_left"``);
-- ``c[i, j]`` is the edit distance of the two token texts with the word-boundary marker stripped;
+- ``text`` names the token texts the caller aligns (``TokenTexts.mode``): ``"decode"`` (default,
+  newest official code: ``tokenizer.decode([id])``, spaces kept and nothing stripped, compared by
+  characters) or ``"normalized"`` (our canonical texts; the rules below strip the spaces);
+- ``c[i, j]`` is the edit distance of the two token texts with the word-boundary marker stripped
+  (``text="normalized"``; an older official upload stripped ``Ġ``/``▁`` from the raw strings);
   when either stripped text is empty both unstripped texts are compared instead
   (``empty_fallback``; the first release did not do this); the first release also weighted the
   cost by 0.1 when one stripped text contains the other (``substring_weight``, off in the newest
@@ -39,6 +43,8 @@ from rapidfuzz.process import cdist
 
 from workbench.fusion.align.normalize import UNITS, strip_marker
 
+DTW_TEXTS = ("decode", "normalized")
+
 __all__ = ["DTWOptions", "DTWResult", "cost_matrix", "dtw", "dtw_align"]
 
 _INF = np.int64(1) << 40
@@ -53,8 +59,11 @@ class DTWOptions:
     empty_fallback: bool = True
     substring_weight: bool = False
     unit: str = "byte"
+    text: str = "decode"  # token texts aligned: decode (official) | normalized (spaces stripped)
 
     def __post_init__(self) -> None:
+        if self.text not in DTW_TEXTS:
+            raise ValueError(f"text must be one of {DTW_TEXTS}, got {self.text!r}")
         if self.unit not in UNITS:
             raise ValueError(f"unit must be one of {UNITS}, got {self.unit!r}")
         if self.tie_order not in TIE_ORDERS:
@@ -85,8 +94,9 @@ def _unique(texts: list[str]) -> tuple[list[str], np.ndarray]:
 
 def _pair_costs(us: list[str], up: list[str], opts: DTWOptions) -> np.ndarray:
     """Cost matrix between unique source texts ``us`` and unique pivot texts ``up``."""
-    ss = [strip_marker(t) for t in us]
-    sp = [strip_marker(t) for t in up]
+    strip = strip_marker if opts.text == "normalized" else (lambda t: t)
+    ss = [strip(t) for t in us]
+    sp = [strip(t) for t in up]
     c = cdist(ss, sp, scorer=Levenshtein.distance, dtype=np.int64, workers=1)
     if opts.empty_fallback:
         er = [i for i, t in enumerate(ss) if not t]

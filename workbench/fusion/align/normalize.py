@@ -29,6 +29,23 @@ text for ASCII): a byte-level token holding two of the three bytes of ``你`` is
 from ``你``, where a character-level distance would see no overlap at all. The official code
 compares the raw vocabulary strings (byte-level for GPT-2 style, characters for SentencePiece);
 ``unit="char"`` compares canonical texts character by character.
+
+Text modes (:data:`TEXT_MODES`, ``token_texts(tokenizer, mode)``): ``"normalized"`` is the
+canonical text above; the two others reproduce the official script's strings exactly:
+
+- ``"decode"``: ``tokenizer.decode([id])`` per id, as the newest official
+  ``align_token_and_vocab.py`` feeds its DTW and its 1->1 / 1->n checks (spaces kept, nothing
+  stripped; a byte-fallback or byte-level piece of a split character decodes to ``"\ufffd"``).
+- ``"raw"``: the vocabulary string (``convert_ids_to_tokens``) with the tokenizer's marker from
+  the official per-class table (:func:`official_marker`) turned into a space, so that "source
+  string with its marker replaced by the pivot's marker" == pivot string (the official exact
+  match) becomes equality of our texts, and "marker removed" becomes "spaces removed". The table
+  gives ``GemmaTokenizer`` ``Ġ`` although Gemma's SentencePiece vocabulary uses ``▁`` (an official
+  bug kept on purpose: Gemma's ``▁world`` then never matches a byte-level ``Ġworld``); classes
+  missing from the table (the official code raises ``KeyError``) get their kind's marker.
+
+Both official modes compare their strings character by character (``byte_texts`` is ``texts``),
+as ``editdistance.eval`` does: ``unit`` only applies to ``"normalized"`` texts.
 """
 
 from __future__ import annotations
@@ -38,11 +55,18 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["UNITS", "TokenTexts", "byte_text", "bytes_to_unicode", "display_text", "normalize_token", "strip_marker",
+__all__ = ["TEXT_MODES", "UNITS", "TokenTexts", "byte_text", "official_marker", "bytes_to_unicode", "display_text", "normalize_token", "strip_marker",
            "to_bytes", "token_texts", "tokenizer_kind"]
 
 SP_MARKER = "\u2581"  # ▁
 UNITS = ("byte", "char")
+TEXT_MODES = ("normalized", "decode", "raw")
+# the official script's TOKENIZER_TO_SPECIAL_TOKEN, by class name (it looks up the exact class)
+OFFICIAL_MARKERS = {"LlamaTokenizer": SP_MARKER, "PreTrainedTokenizerFast": "Ġ",
+                    "TokenizersBackend": "Ġ",  # = PreTrainedTokenizerFast in transformers 5
+                    "GPTNeoXTokenizerFast": "Ġ", "CodeGenTokenizer": "Ġ", "GPT2Tokenizer": "Ġ",
+                    "GemmaTokenizer": "Ġ",  # official bug: Gemma's vocabulary uses ▁
+                    "Qwen2Tokenizer": "Ġ"}
 _BYTE_FALLBACK = re.compile(r"^<0x([0-9A-Fa-f]{2})>$")
 
 
@@ -121,6 +145,15 @@ def normalize_token(token: str, kind: str) -> str:
     raise ValueError(f"kind must be byte_level, sentencepiece or plain, got {kind!r}")
 
 
+def official_marker(tokenizer: Any) -> str:
+    """The word-boundary marker the official script assigns to ``tokenizer``'s class (its table;
+    ``GemmaTokenizer`` -> ``Ġ`` included); a class missing from the table gets its kind's marker."""
+    name = type(tokenizer).__name__
+    if name in OFFICIAL_MARKERS:
+        return OFFICIAL_MARKERS[name]
+    return {"byte_level": "Ġ", "sentencepiece": SP_MARKER}.get(tokenizer_kind(tokenizer), "")
+
+
 def _backend_json(tokenizer: Any) -> str:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
@@ -152,7 +185,8 @@ class TokenTexts:
     """Canonical texts of a whole vocabulary (index = token id).
 
     ``texts[i]`` is the canonical text, ``stripped[i]`` the text without markers,
-    ``byte_texts[i]`` the text's bytes as a latin-1 string (for byte-unit edit distances); ``text_to_id`` maps a canonical text to the preferred id (a regular
+    ``byte_texts[i]`` the text's bytes as a latin-1 string (for byte-unit edit distances; the
+    official modes ``decode`` and ``raw`` compare characters, so there it is ``texts``); ``text_to_id`` maps a canonical text to the preferred id (a regular
     token over a byte-fallback one over a special one, then the lowest id). ``special`` holds the
     ids of control tokens (BOS, EOS, ``<|im_start|>``...). Built once per tokenizer (:func:`token_texts` caches it).
     """
@@ -167,6 +201,7 @@ class TokenTexts:
     bos_id: int | None = None
     eos_id: int | None = None
     unk_id: int | None = None
+    mode: str = "normalized"  # see TEXT_MODES: which strings ``texts`` holds
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -213,6 +248,28 @@ class TokenTexts:
                    text_to_id=text_to_id, bos_id=bos_id, eos_id=eos_id, unk_id=unk_id)
 
 
+    @classmethod
+    def from_strings(cls, strings: list[str], mode: str, special=(), name: str = "",
+                     bos_id: int | None = None, eos_id: int | None = None,
+                     unk_id: int | None = None) -> TokenTexts:
+        """From the official strings of ``mode`` (``decode`` or ``raw``, index = id), compared
+        as written: ``stripped`` removes spaces, ``byte_texts`` is ``texts`` (characters);
+        ``text_to_id`` prefers the lowest regular id, then special ids."""
+        if mode not in ("decode", "raw"):
+            raise ValueError(f"from_strings: mode must be decode or raw, got {mode!r}")
+        special = frozenset(int(i) for i in special)
+        text_to_id: dict[str, int] = {}
+        n = len(strings)
+        for group in (sorted(set(range(n)) - special), sorted(special)):
+            for i in group:
+                if strings[i]:
+                    text_to_id.setdefault(strings[i], i)
+        return cls(name=name, kind=mode, texts=list(strings),
+                   stripped=[strip_marker(t) for t in strings], byte_texts=list(strings),
+                   special=special, text_to_id=text_to_id, bos_id=bos_id, eos_id=eos_id,
+                   unk_id=unk_id, mode=mode)
+
+
 _CACHE: dict[tuple, TokenTexts] = {}
 
 
@@ -221,10 +278,13 @@ def _vocab_size(tokenizer: Any) -> int:
     return max(len(tokenizer), max(vocab.values()) + 1 if vocab else 0)
 
 
-def token_texts(tokenizer: Any) -> TokenTexts:
-    """The :class:`TokenTexts` of ``tokenizer`` (cached per name, class and vocabulary size)."""
+def token_texts(tokenizer: Any, mode: str = "normalized") -> TokenTexts:
+    """The :class:`TokenTexts` of ``tokenizer`` in text ``mode`` (:data:`TEXT_MODES`; cached per
+    name, class, vocabulary size and mode)."""
+    if mode not in TEXT_MODES:
+        raise ValueError(f"text mode must be one of {', '.join(TEXT_MODES)}, got {mode!r}")
     n = _vocab_size(tokenizer)
-    key = (getattr(tokenizer, "name_or_path", ""), type(tokenizer).__name__, n)
+    key = (getattr(tokenizer, "name_or_path", ""), type(tokenizer).__name__, n, mode)
     if key in _CACHE:
         return _CACHE[key]
     raw = [""] * n
@@ -233,9 +293,21 @@ def token_texts(tokenizer: Any) -> TokenTexts:
     added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
     special = {int(i) for i, t in added.items() if getattr(t, "special", True)}
     special |= {int(i) for i in (tokenizer.all_special_ids or [])}
-    out = TokenTexts.from_tokens(raw, tokenizer_kind(tokenizer), special=special,
-                                 literal=[int(i) for i in added], name=str(key[0]),
-                                 bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
-                                 unk_id=tokenizer.unk_token_id)
+    ids = dict(name=str(key[0]), bos_id=tokenizer.bos_token_id, eos_id=tokenizer.eos_token_id,
+               unk_id=tokenizer.unk_token_id)
+    if mode == "normalized":
+        out = TokenTexts.from_tokens(raw, tokenizer_kind(tokenizer), special=special,
+                                     literal=[int(i) for i in added], **ids)
+    elif mode == "raw":
+        marker = official_marker(tokenizer)
+        keep = special | {int(i) for i in added}
+        strings = [t if (i in keep or not marker) else t.replace(marker, " ")
+                   for i, t in enumerate(raw)]
+        out = TokenTexts.from_strings(strings, "raw", special=special, **ids)
+    else:
+        size = len(tokenizer)  # ids past the tokenizer (padded vocabularies) decode to ""
+        strings = tokenizer.batch_decode([[i] for i in range(min(n, size))])
+        strings += [""] * (n - len(strings))
+        out = TokenTexts.from_strings(strings, "decode", special=special, **ids)
     _CACHE[key] = out
     return out

@@ -13,8 +13,9 @@ __all__ = ["reference_cost", "reference_dtw"]
 
 
 def reference_cost(source: str, pivot: str, empty_fallback: bool = True,
-                   substring_weight: bool = False) -> float:
-    a, b = source.replace(" ", ""), pivot.replace(" ", "")
+                   substring_weight: bool = False, strip: bool = True) -> float:
+    """``strip``: remove the spaces (normalized texts); False: compare as given (decoded)."""
+    a, b = (source.replace(" ", ""), pivot.replace(" ", "")) if strip else (source, pivot)
     if empty_fallback and (not a or not b):
         a, b = source, pivot
     w = 0.1 if substring_weight and (a in b or b in a) else 1.0
@@ -23,7 +24,7 @@ def reference_cost(source: str, pivot: str, empty_fallback: bool = True,
 
 def reference_dtw(source_texts: list[str], pivot_texts: list[str],
                   tie_order: str = "diag_left_up", empty_fallback: bool = True,
-                  substring_weight: bool = False) -> list[list[int]]:
+                  substring_weight: bool = False, strip: bool = True) -> list[list[int]]:
     n, m = len(source_texts), len(pivot_texts)
     if n == 0 or m == 0:
         return [[] for _ in range(m)]
@@ -33,7 +34,7 @@ def reference_dtw(source_texts: list[str], pivot_texts: list[str],
     for i in range(n):
         for j in range(m):
             cost = reference_cost(source_texts[i], pivot_texts[j], empty_fallback,
-                                  substring_weight)
+                                  substring_weight, strip)
             if substring_weight:  # keep the sums exact (costs are multiples of 0.1)
                 cost = round(cost * 10)
             mat[i + 1][j + 1] = cost + min(mat[i][j + 1], mat[i + 1][j], mat[i][j])

@@ -5,14 +5,20 @@ Every builder has the signature ``build(source, pivot, *, needed=None, counts=No
 VocabMap`` over :class:`~workbench.fusion.align.normalize.TokenTexts`; ``needed`` restricts the
 work to the source ids that occur (input ids and top-K ids of the corpus): the others get -1.
 ``-1`` in ``VocabMap.source_to_pivot`` means "no mapping" (the candidate is dropped by
-distribution alignment).
+distribution alignment). The texts compared are those of the :class:`TokenTexts` given: the
+official ``raw`` vocabulary strings (default of the pipeline's ``vocab_text``; marker -> space,
+compared by characters) or our ``normalized`` texts.
 
-- ``em``: exact match of the canonical texts (markers converted, not stripped).
+- ``em``: exact match of the texts (markers converted, not stripped).
 - ``mined``: exact match if present, else the pivot token with the minimum edit distance between
-  canonical texts (in bytes by default, ``unit``), ties -> lowest pivot id (FuseLLM's MinED). The FuseChat code's ``soft`` branch
-  calls ``editdistance.eval(token, array_of_vocab)`` (one distance between a string and a list,
-  then ``argmin`` of a scalar = 0), i.e. it maps every non-exact token to the first vocabulary
-  entry; we do not reproduce that bug. Bulk distances with rapidfuzz ``cdist`` in chunks.
+  the texts (normalized: in bytes by default, ``unit``), ties -> lowest pivot id (FuseLLM's
+  MinED). The FuseChat code's ``soft`` branch calls ``editdistance.eval(token, array_of_vocab)``
+  (one distance between a string and a list, then ``argmin`` of a scalar = 0), i.e. it maps every
+  non-exact token to the first vocabulary entry; we do not reproduce that bug. Were it fixed, its
+  ties would go to the first entry of ``get_vocab()``, a dict whose order under transformers 5
+  fast tokenizers is the Rust hash-map order (not the id order, not stable across tokenizer
+  builds): that tie order cannot be reproduced exactly, so ours (lowest pivot id) is our fix.
+  Bulk distances with rapidfuzz ``cdist`` in chunks.
 - ``ms`` (mapping statistics): candidates = pivot tokens p with ``C[p, s] > 0`` in the
   co-occurrence counts of the DTW alignments over the corpus (:func:`cooccurrence_counts`);
   choose ``argmin ED(s, p) * w * sigmoid(C[p, s])`` with ED between stripped texts (unstripped when
@@ -20,7 +26,10 @@ distribution alignment).
   (``count_rule="multiply"``, default): the sigmoid multiplies, so among equal distances the
   *less* frequent pair wins; ``count_rule="divide"`` divides instead (frequent pairs win).
   BOS->BOS and EOS->EOS are forced; a source token with no candidate maps to the pivot ``unk``
-  (``eos`` when there is none) as in the official code, or to -1 with ``no_candidate="drop"``.
+  (``eos`` when there is none) as in the official code, or to -1 with ``no_candidate="drop"``;
+  ``VocabMap.no_candidate`` lists those ids and ``info`` reports ``with_candidates_share``.
+  The counts (:func:`cooccurrence_counts`) count a source id repeated within one pivot
+  position's DTW group once (``group_repeats="once"``, official) or every time (``"each"``).
 """
 
 from __future__ import annotations
@@ -44,7 +53,7 @@ from workbench.fusion.align.normalize import TokenTexts
 
 log = logging.getLogger(__name__)
 
-__all__ = ["VOCAB_MAPS", "VocabMap", "build_vocab_map", "cooccurrence_counts", "exact_ids",
+__all__ = ["GROUP_REPEATS", "VOCAB_MAPS", "VocabMap", "build_vocab_map", "cooccurrence_counts", "exact_ids",
            "load_counts", "save_counts"]
 
 VOCAB_MAPS: Registry = Registry("vocabulary mapping")
@@ -59,6 +68,8 @@ class VocabMap:
     pivot: TokenTexts = field(repr=False)
     source_to_pivot: np.ndarray = field(repr=False)
     info: dict[str, Any] = field(default_factory=dict)
+    # ms: the source ids with no co-occurring pivot token, sent to the fallback (unk/eos) token
+    no_candidate: np.ndarray | None = field(default=None, repr=False)
 
     def __getitem__(self, source_id: int) -> int:
         return int(self.source_to_pivot[source_id])
@@ -189,12 +200,19 @@ def build_ms(source: TokenTexts, pivot: TokenTexts, *, needed=None, counts=None,
                          for p in ps.tolist()])
         score = dist * sig if count_rule == "multiply" else dist / sig
         out[s] = int(ps[int(np.argmin(score))])
+    forced = set()
     for sid, pid in ((source.bos_id, pivot.bos_id), (source.eos_id, pivot.eos_id)):
         if sid is not None and pid is not None:
             out[sid] = pid
+            forced.add(sid)
+    without = np.setdiff1d(ids, with_cands)
+    without = without[~np.isin(without, list(forced))] if default >= 0 else without[:0]
     return VocabMap("ms", source, pivot, out,
                     {"computed": int(ids.size), "with_candidates": int(with_cands.size),
-                     "count_rule": count_rule, "no_candidate": no_candidate})
+                     "with_candidates_share": float(with_cands.size / ids.size) if ids.size
+                     else 0.0, "fallback_id": int(default), "fallback_ids": int(without.size),
+                     "count_rule": count_rule, "no_candidate": no_candidate},
+                    no_candidate=without)
 
 
 def build_vocab_map(name: str, source: TokenTexts, pivot: TokenTexts, **kw) -> VocabMap:
@@ -202,11 +220,21 @@ def build_vocab_map(name: str, source: TokenTexts, pivot: TokenTexts, **kw) -> V
     return VOCAB_MAPS.get(name)(source, pivot, **kw)
 
 
+GROUP_REPEATS = ("once", "each")
+
+
 def cooccurrence_counts(alignments: Iterable[tuple[list[int], list[int], list[list[int]]]],
                         pivot_vocab: int, source_vocab: int,
-                        flush_every: int = 2_000_000) -> sparse.csr_matrix:
+                        flush_every: int = 2_000_000, group_repeats: str = "once"
+                        ) -> sparse.csr_matrix:
     """C[pivot_id, source_id] += 1 for every aligned pair, over ``(pivot_ids, source_ids,
-    groups)`` triples (``groups[j]`` = source positions of pivot position j)."""
+    groups)`` triples (``groups[j]`` = source positions of pivot position j).
+
+    ``group_repeats="once"`` (official: ``matrix[base_id, ids_of_group] += 1`` is a numpy
+    fancy-index add, which adds 1 once per distinct index) counts a source id that occurs several
+    times in one pivot position's group once; ``"each"`` counts every occurrence."""
+    if group_repeats not in GROUP_REPEATS:
+        raise ValueError(f"group_repeats must be one of {GROUP_REPEATS}, got {group_repeats!r}")
     total = sparse.csr_matrix((pivot_vocab, source_vocab), dtype=np.int64)
     rows: list[np.ndarray] = []
     cols: list[np.ndarray] = []
@@ -225,9 +253,15 @@ def cooccurrence_counts(alignments: Iterable[tuple[list[int], list[int], list[li
         if not lens.sum():
             continue
         pos = np.fromiter((i for g in groups for i in g), dtype=np.int64, count=int(lens.sum()))
-        rows.append(np.repeat(np.asarray(pivot_ids, dtype=np.int64), lens))
-        cols.append(np.asarray(source_ids, dtype=np.int64)[pos])
-        pending += int(lens.sum())
+        r = np.repeat(np.asarray(pivot_ids, dtype=np.int64), lens)
+        c = np.asarray(source_ids, dtype=np.int64)[pos]
+        if group_repeats == "once" and (lens > 1).any():
+            grp = np.repeat(np.arange(len(groups), dtype=np.int64), lens)
+            _, first = np.unique(grp * source_vocab + c, return_index=True)
+            r, c = r[first], c[first]
+        rows.append(r)
+        cols.append(c)
+        pending += int(r.size)
         if pending >= flush_every:
             flush()
     flush()

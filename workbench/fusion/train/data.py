@@ -103,8 +103,9 @@ class FusionCollator:
     """
 
     def __init__(self, pad_token_id: int, *, temperature: float = 1.0,
-                 vocab_size: int | None = None):
+                 vocab_size: int | None = None, mince_dtype: str = "bfloat16"):
         self.pad_token_id, self.temperature, self.vocab_size = pad_token_id, temperature, vocab_size
+        self.mince_dtype = mince_dtype
 
     def _target(self, feat: dict[str, Any], choice: int) -> tuple[torch.Tensor, torch.Tensor]:
         pid, plog = (torch.tensor(x) for x in feat["candidates"][0])
@@ -138,7 +139,7 @@ class FusionCollator:
         if "candidates" not in features[0]:
             return batch
         metrics = torch.tensor([f["metric_ce"] for f in features], dtype=torch.float64)
-        choice = mince_select(metrics)
+        choice = mince_select(metrics, self.mince_dtype)
         targets = [self._target(f, int(c)) for f, c in zip(features, choice, strict=True)]
         k = max(t[0].shape[-1] for t in targets)
         tids = torch.zeros((b, length, k), dtype=torch.long)

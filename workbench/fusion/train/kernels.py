@@ -10,7 +10,11 @@ exactly like the model's own logits, so the loss pairs ``logits[:, t]`` with ``t
 - :func:`mince_select`: per sequence, the candidate with the lowest ``metric_ce`` (MinCE).
   NaN metric = candidate unavailable (no assistant token in that model's tokenisation): it is
   treated as +inf; ties (and the all-NaN case) go to the lowest index, i.e. the pivot, which
-  the callers always put first. (The official pipeline drops NaN samples before training
+  the callers always put first. Like the official trainer it picks the largest reward
+  ``1 / exp(metric_ce)`` computed in ``reward_dtype`` (official: bfloat16, so CEs within about
+  0.4 % tie and the pivot wins; ``float32`` separates them). The choice is per *sequence*, in
+  the official code as here (its rewards are per-sample scalars expanded over the positions),
+  although the papers describe MinCE per position. (The official pipeline drops NaN samples before training
   (``filter_nan.py``); we keep them and let the other candidate win.)
 - :func:`sparse_fusion_loss`: ``CE(Q_θ, P) = -Σ_k p_k log Q_θ(id_k)`` from a gather on the
   logits minus their logsumexp (= a gather on ``log_softmax``): the dense V × L target the
@@ -58,16 +62,26 @@ def topk_distribution(ids: torch.Tensor, logits: torch.Tensor, temperature: floa
     return safe, probs, valid
 
 
-def mince_select(metric_ce: torch.Tensor) -> torch.Tensor:
-    """``metric_ce [B, C]`` -> index ``[B]`` of the candidate with the lowest sequence CE.
+REWARD_DTYPES = {"bfloat16": torch.bfloat16, "float32": torch.float32}
 
-    NaN counts as +inf; ties and all-NaN rows pick the lowest index (candidate 0 = the pivot).
+
+def mince_select(metric_ce: torch.Tensor, reward_dtype: str = "bfloat16") -> torch.Tensor:
+    """``metric_ce [B, C]`` -> index ``[B]`` of the candidate with the largest reward
+    ``1 / exp(metric_ce)`` in ``reward_dtype`` (= the lowest sequence CE up to that rounding).
+
+    NaN counts as +inf (reward 0); ties and all-NaN rows pick the lowest index (candidate 0 =
+    the pivot), as ``torch.argmax`` in the official trainer.
     """
     if metric_ce.ndim != 2 or metric_ce.shape[1] < 1:
         raise ValueError(f"metric_ce must be [batch, candidates], got {tuple(metric_ce.shape)}")
+    if reward_dtype not in REWARD_DTYPES:
+        raise ValueError(f"reward_dtype must be one of {', '.join(REWARD_DTYPES)}, "
+                         f"got {reward_dtype!r}")
     m = torch.nan_to_num(metric_ce.double(), nan=float("inf"), posinf=float("inf"))
-    best = m.min(1, keepdim=True).values
-    hit = m == best  # first minimum; all-inf rows: every entry hits, index 0 wins
+    m = m.to(REWARD_DTYPES[reward_dtype])
+    reward = 1 / torch.exp(m)  # computed in that dtype, as the official trainer does
+    best = reward.max(1, keepdim=True).values
+    hit = reward == best  # first maximum; all-zero rows: every entry hits, index 0 wins
     return hit.int().argmax(1)
 
 

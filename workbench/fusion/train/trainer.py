@@ -47,6 +47,7 @@ class TrainArgs:
     lam: float = 0.9
     fuse_loss: str = "ce"
     temperature: float = 1.0
+    mince_dtype: str = "bfloat16"  # MinCE reward dtype (official: bfloat16)
     lr: float = 5e-6
     epochs: float = 3.0
     max_steps: int = -1
@@ -87,6 +88,7 @@ class TrainArgs:
         """From a ``FuseChatConfig`` (pivot, lam, fuse_loss, lr, ... ); overrides win."""
         values = dict(model=cfg.pivot, lam=cfg.lam, fuse_loss=cfg.fuse_loss,
                       temperature=cfg.fuse_temperature, lr=cfg.lr, epochs=cfg.epochs,
+                      mince_dtype=getattr(cfg, "mince_dtype", "bfloat16"),
                       max_steps=cfg.max_steps, batch_size=cfg.batch_size,
                       grad_accum=cfg.grad_accum, max_length=cfg.max_length, lora=cfg.lora,
                       seed=cfg.seed, dtype=cfg.dtype, device=cfg.device,
@@ -213,7 +215,7 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
         save_total_limit=args.save_total_limit, report_to=[], remove_unused_columns=False,
         use_cpu=device.type == "cpu", disable_tqdm=os.environ.get("WORKBENCH_PROGRESS") == "0",
         dataloader_num_workers=0, **_precision(args, device))
-    collator = FusionCollator(pad, temperature=args.temperature,
+    collator = FusionCollator(pad, temperature=args.temperature, mince_dtype=args.mince_dtype,
                               vocab_size=model.get_input_embeddings().num_embeddings)
     trainer = FuseTrainer(model=model, args=targs, train_dataset=data, data_collator=collator,
                           processing_class=tok, lam=args.lam, fuse_loss=args.fuse_loss)
