@@ -50,7 +50,9 @@ def test_baselines_one_step(tmp_path, kind):
 # ---- run_seft: bad input, round data on disk, resume ---------------------------------------
 import json  # noqa: E402
 
-import workbench.seft.run as seft_run  # noqa: E402
+import workbench.seft.stages.baselines as seft_baselines  # noqa: E402
+import workbench.seft.stages.evolve as seft_evolve  # noqa: E402
+import workbench.seft.stages.reviser as seft_reviser  # noqa: E402
 from workbench.common.io import read_json  # noqa: E402
 from workbench.seft import SEFTConfig, rejudge, run_seft  # noqa: E402
 
@@ -147,13 +149,13 @@ def test_run_writes_rounds_reports_and_resumes_identically(tmp_path, monkeypatch
         rejudge(tmp_path)
 
     # kill a second run while training round 2 ...
-    real = seft_run.train_on_revised
+    real = seft_evolve.train_on_revised
 
     def dies_in_round2(policy, tok, rows, out_dir, **kw):
         if Path(out_dir).name == "round2":
             raise RuntimeError("killed")
         return real(policy, tok, rows, out_dir, **kw)
-    monkeypatch.setattr(seft_run, "train_on_revised", dies_in_round2)
+    monkeypatch.setattr(seft_evolve, "train_on_revised", dies_in_round2)
     with pytest.raises(RuntimeError, match="killed"):
         run_seft(_cfg(tmp_path, tmp_path / "resumed"))
     run_dir = next((tmp_path / "resumed" / "seft").iterdir())
@@ -169,8 +171,9 @@ def test_run_writes_rounds_reports_and_resumes_identically(tmp_path, monkeypatch
     def count_round(*a, **kw):
         calls["round"] += 1
         return real(*a, **kw)
-    monkeypatch.setattr(seft_run, "train_sft", count_sft)
-    monkeypatch.setattr(seft_run, "train_on_revised", count_round)
+    monkeypatch.setattr(seft_reviser, "train_sft", count_sft)
+    monkeypatch.setattr(seft_baselines, "train_sft", count_sft)
+    monkeypatch.setattr(seft_evolve, "train_on_revised", count_round)
     res = run_seft(_cfg(tmp_path, tmp_path / "resumed"))
     assert calls == {"sft": 0, "round": 1}
     assert _strip_seconds(res.metrics["table"]) == _strip_seconds(m["table"])

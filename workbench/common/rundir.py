@@ -7,6 +7,11 @@ re-running the same config (same `run_name`) picks them up.
     run = RunDir.create(cfg, kind="blockpruner")
     run.write_artifact_json("order.json", ...)
     run.finish({"ppl": 12.3})
+
+Under ``accelerate launch`` / ``torchrun`` (``WORLD_SIZE`` > 1) the protocol is rank-aware: only
+the main process creates the folder and writes ``config.yaml``, ``env.json``, artifacts, stage
+markers and ``metrics.json``; the other ranks wait on a barrier (:func:`barrier`) and then open
+the same folder. One process (no ``WORLD_SIZE``) never touches ``torch.distributed``.
 """
 
 from __future__ import annotations
@@ -27,6 +32,57 @@ from typing import Any
 from workbench.common.io import read_json, read_yaml, write_json, write_yaml
 
 log = logging.getLogger(__name__)
+
+
+def world_size() -> int:
+    """Processes of this launch (``WORLD_SIZE`` set by ``accelerate launch`` / ``torchrun``)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
+
+
+def rank() -> int:
+    """This process's global rank (0 in a single process)."""
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def is_main_process() -> bool:
+    return rank() == 0
+
+
+def init_distributed(cpu: bool | None = None) -> None:
+    """Join the launch's process group (gloo on CPU, nccl on CUDA) through accelerate's
+    ``PartialState``, the same object ``TrainingArguments`` uses later. ``cpu`` (default: no CUDA
+    visible) must match the trainers' ``use_cpu``. Nothing happens in a single process."""
+    if world_size() <= 1:
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    import torch
+    from accelerate import PartialState
+
+    PartialState(cpu=not torch.cuda.is_available() if cpu is None else cpu)
+
+
+def barrier() -> None:
+    """Wait for every rank (a no-op in a single process)."""
+    if world_size() <= 1:
+        return
+    import torch.distributed as dist
+
+    init_distributed()
+    dist.barrier()
+
+
+def local_device(device: str) -> str:
+    """``auto`` / ``cuda`` under a multi-process launch -> this rank's GPU (``cuda:LOCAL_RANK``);
+    anything else (and every single-process run) unchanged."""
+    if world_size() > 1 and device in ("auto", "cuda"):
+        import torch
+
+        if torch.cuda.is_available():
+            return f"cuda:{int(os.environ.get('LOCAL_RANK', '0') or 0)}"
+    return device
 
 
 def runs_root(output_dir: str | Path | None = None) -> Path:
@@ -96,21 +152,26 @@ class RunDir:
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         name = cfg.get("run_name") or f"{cfg.get('preset', 'custom')}-{config_hash(cfg)}"
         path = runs_root(cfg.get("output_dir")) / kind / name
-        path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        if run.is_complete():
-            # a finished run is immutable: re-running starts over, keeping nothing stale
-            log.info("run %s was complete; re-running it", path)
-            (path / "metrics.json").unlink()
-        write_yaml(path / "config.yaml", {"kind": kind, **cfg})
-        write_json(path / "env.json", environment(seed=cfg.get("seed"), device=device))
+        if is_main_process():  # under a multi-process launch the other ranks wait below
+            path.mkdir(parents=True, exist_ok=True)
+            if run.is_complete():
+                # a finished run is immutable: re-running starts over, keeping nothing stale
+                log.info("run %s was complete; re-running it", path)
+                (path / "metrics.json").unlink()
+            write_yaml(path / "config.yaml", {"kind": kind, **cfg})
+            env = environment(seed=cfg.get("seed"), device=device)
+            if world_size() > 1:
+                env["world_size"] = world_size()
+            write_json(path / "env.json", env)
+        barrier()
         return run
 
     # ---- layout -------------------------------------------------------------------------
     @property
     def artifacts(self) -> Path:
         p = self.path / "artifacts"
-        p.mkdir(exist_ok=True)
+        p.mkdir(exist_ok=True)  # idempotent on every rank
         return p
 
     @property
@@ -124,11 +185,20 @@ class RunDir:
 
     # ---- writing ------------------------------------------------------------------------
     def write_artifact_json(self, name: str, obj: Any) -> Path:
-        return write_json(self.artifacts / name, obj)
+        """Write `artifacts/<name>` (main process only; every rank gets the path)."""
+        path = self.artifacts / name
+        if is_main_process():
+            write_json(path, obj)
+        return path
 
     def finish(self, metrics: dict[str, Any]) -> Path:
-        """Write `metrics.json` last: from now on the run counts as complete."""
-        return write_json(self.path / "metrics.json", metrics)
+        """Write `metrics.json` last: from now on the run counts as complete (main process only;
+        other ranks return at once: whoever needs the file after a launch waits with
+        :func:`barrier`)."""
+        path = self.path / "metrics.json"
+        if is_main_process():
+            write_json(path, metrics)
+        return path
 
     # ---- reading ------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:

@@ -57,14 +57,14 @@ def tokenizer_choices(root: str | Path | None) -> list[str]:
 
 
 def _tokenizer(name: str):
-    from workbench.fusion.run import cached_tokenizer
+    from workbench.fusion.context import cached_tokenizer
 
     return cached_tokenizer(name)
 
 
 def find_counts(root: str | Path | None, pivot: str, source: str) -> Path | None:
     """The `ms` counts of the newest finished run with this pivot and source, if any."""
-    from workbench.fusion.run import model_slug
+    from workbench.fusion.context import model_slug
 
     for rel in run_choices(root):
         cfg = run_config(root, rel)
@@ -128,7 +128,7 @@ def run_view(root: str | Path | None, rel: str | None):
     if not rel:
         return f"No finished FuseChat run. Make one with:\n\n`{MAKE_RUN}`", [], []
     from workbench.fusion import represent as R
-    from workbench.fusion.run import model_slug
+    from workbench.fusion.context import model_slug
 
     cfg = run_config(root, rel)
     reps = runs_root(root) / rel / "artifacts" / "representations"
@@ -141,7 +141,7 @@ def sample_length(root: str | Path | None, rel: str | None, sample: str | None) 
     """Pivot tokens of one sample of a run (0 when nothing is picked)."""
     if not (rel and sample):
         return 0
-    from workbench.fusion.run import model_slug
+    from workbench.fusion.context import model_slug
 
     cfg = run_config(root, rel)
     ds = _dataset(str(runs_root(root) / rel / "artifacts" / "representations"
@@ -179,8 +179,8 @@ def compare_topk(root: str | Path | None, rel: str | None, source: str | None, k
                  sample: str | None, position: int):
     """(message, table) of the pivot's own top-K, the source's before and after alignment."""
     from workbench.fusion import align as A
+    from workbench.fusion.context import model_slug
     from workbench.fusion.formats import ALIGN_KINDS
-    from workbench.fusion.run import model_slug
 
     if not (rel and source and sample is not None):
         return "Pick a run, a source and a sample.", None

@@ -17,81 +17,33 @@ all summaries' `metrics` entries, written last.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import gc
 import logging
 import shutil
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from workbench.common import RunDir, load_tokenizer, resolve_device, resolve_dtype, seed_everything
+from workbench.common import RunDir, resolve_device, resolve_dtype, seed_everything
 from workbench.common.io import read_json, write_json
 from workbench.fusion import represent as R
 from workbench.fusion.config import ALIGN_FIELDS, FuseChatConfig
+from workbench.fusion.context import (
+    KIND,
+    FuseChatContext,
+    Stage,
+    cached_tokenizer,
+    model_slug,
+    stage_path,
+)
+from workbench.fusion.train.stages import PART2_STAGES
 
 log = logging.getLogger(__name__)
 
-KIND = "fusechat"
-
-
-def model_slug(name: str) -> str:
-    """A folder name for a model name (`tiny:llama` -> `tiny_llama`, `org/m` -> `org__m`)."""
-    return name.replace("/", "__").replace(":", "_").replace("\\", "__")
-
-
-@functools.lru_cache(maxsize=8)
-def cached_tokenizer(name: str):
-    """`load_tokenizer`, once per process (a 262k-entry vocabulary takes seconds to load)."""
-    return load_tokenizer(name)
-
-
-@dataclass
-class FuseChatContext:
-    """What stages share: the config, the run folder, and the summaries of finished stages."""
-
-    cfg: FuseChatConfig
-    run: RunDir
-    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # stages re-run because an earlier stage's recorded settings changed (see `run_fusechat`):
-    # their own finished-file caches are stale
-    redo: set[str] = field(default_factory=set)
-    _tokenizers: dict[str, Any] = field(default_factory=dict, repr=False)
-
-    # ---- layout -------------------------------------------------------------------------
-    @property
-    def dialogues_path(self) -> Path:
-        return self.run.artifacts / "dialogues.json"
-
-    def repr_dir(self, model: str) -> Path:
-        return self.run.artifacts / "representations" / model_slug(model)
-
-    def counts_path(self, source: str) -> Path:
-        return self.run.artifacts / "ms_counts" / f"{model_slug(source)}.npz"
-
-    def aligned_dir(self, source: str, kind: str) -> Path:
-        return self.run.artifacts / "aligned" / model_slug(source) / kind
-
-    # ---- shared objects -----------------------------------------------------------------
-    def tokenizer(self, model: str):
-        if model not in self._tokenizers:
-            self._tokenizers[model] = cached_tokenizer(model)
-        return self._tokenizers[model]
-
-    def representations(self, model: str):
-        return R.load_representations(self.repr_dir(model))
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    fn: Callable[[FuseChatContext], dict[str, Any]]
-    doc: str = ""
-    # config fields the stage's output depends on beyond the run folder's identity: recorded in
-    # its summary; a finished stage whose recorded values differ is re-run with every later stage
-    config_keys: tuple[str, ...] = ()
+__all__ = ["KIND", "PART1_STAGES", "PART2_STAGES", "STAGES", "FuseChatContext", "FuseChatResult",
+           "Stage", "cached_tokenizer", "model_slug", "represent_one", "run_fusechat",
+           "sample_text_alignment", "stage_path"]
 
 
 # ------------------------------------------------------------------------------------------
@@ -292,10 +244,7 @@ PART1_STAGES: tuple[Stage, ...] = (
     Stage("alignment", stage_alignment, "aligned source representations + stats", ALIGN_FIELDS),
 )
 
-# part 2 (workbench.fusion.train.pipeline): targets, baselines, merges, evaluation
-from workbench.fusion.train.pipeline import PART2_STAGES as _PART2  # noqa: E402
-
-PART2_STAGES: tuple[Stage, ...] = tuple(Stage(*s) for s in _PART2)
+# part 2 (workbench.fusion.train.stages): targets, baselines, merges, evaluation
 STAGES: list[Stage] = [*PART1_STAGES, *PART2_STAGES]
 
 
@@ -307,10 +256,6 @@ class FuseChatResult:
     run_dir: Path
     metrics: dict[str, Any]
     summaries: dict[str, dict[str, Any]]
-
-
-def stage_path(run: RunDir, name: str) -> Path:
-    return run.checkpoints / "stages" / f"{name}.json"
 
 
 def run_fusechat(cfg: FuseChatConfig, stages: list[Stage] | tuple[Stage, ...] | None = None,

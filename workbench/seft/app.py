@@ -40,7 +40,7 @@ def _input_limit(reviser_path: str) -> int | None:
     if f is None or not f.exists():
         return None
     from workbench.common.io import read_yaml
-    from workbench.seft.training import reviser_input_limit
+    from workbench.seft.inference import reviser_input_limit
     cfg = read_yaml(f) or {}
     return reviser_input_limit(int(cfg["max_length"])) if "max_length" in cfg else None
 
@@ -48,7 +48,7 @@ def _input_limit(reviser_path: str) -> int | None:
 def revise_one(reviser_path: str, prompt: str, response: str, decision: str = "constrained",
                max_new_tokens: int = 128, model=None, tokenizer=None) -> tuple[str, str, str]:
     """-> (decision, final response, diff html). ``model``/``tokenizer`` bypass loading (tests)."""
-    from workbench.seft.training import revise
+    from workbench.seft.inference import revise
     if model is None:
         if reviser_path not in _CACHE:
             from workbench.common import load_causal_lm

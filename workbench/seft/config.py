@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from workbench.common.config import RunConfig
 from workbench.common.config import option as _f
@@ -65,12 +65,20 @@ class SEFTConfig(RunConfig):
                          "from one forward pass, no explanation) | generate (MT-Bench's written "
                          "judgment); an endpoint judge always generates")
     baselines: tuple[str, ...] = _f(("sft", "dpo", "orpo"), "baselines to train")
+    training_args: dict[str, Any] = field(default_factory=dict, metadata={"help": (
+        "any TrainingArguments field passed to every training stage (reviser, baselines, rounds),"
+        " over the values above: gradient_accumulation_steps, warmup_ratio, save_strategy / "
+        "save_steps (checkpoints: a killed stage resumes from its last one), fsdp, deepspeed, "
+        "...; resume_from_checkpoint: unset/true = the last checkpoint, false = start over, a "
+        "path")})
     num_threads: int | None = _f(None, "torch CPU threads (None = torch's default). 1 is much "
                                  "faster when another job shares the cores (measured 4x for an "
                                  "SFT step on 2 busy cores)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from workbench.common.trainargs import check_training_args
+        check_training_args(self.training_args, "SEFTConfig.training_args")
         if self.judge_mode not in JUDGE_MODES:
             raise ValueError(f"SEFTConfig.judge_mode must be one of {', '.join(JUDGE_MODES)}, "
                              f"got {self.judge_mode!r}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from workbench.common.io import read_json, write_json
 from workbench.common.runtime import track
-from workbench.fusion.train.pipeline import _num, fusechat_table
+from workbench.fusion.train.evaluate import _num, fusechat_table
 
 
 def paired_ce_diff(model: dict[str, Any], reference: dict[str, Any]) -> dict[str, float]:
