@@ -23,6 +23,7 @@ from workbench.spans.metric import span_f1
 from workbench.spans.model import HEADS, LOSSES, SpanTagger
 from workbench.spans.offsets import extend_to_words, spans_to_tags
 from workbench.spans.predict import predict_batch
+from workbench.spans.select import ensemble_posts, gate, member_spans, post_score
 from workbench.spans.voting import vote_posts
 
 KIND = "toxic_spans"
@@ -57,6 +58,11 @@ class SpansConfig(RunConfig):
     ensemble_members: tuple[str, ...] = field(default=(), metadata={"help": "members that vote; () = all"})
     min_votes: int | None = field(default=None, metadata={"help": "votes a char needs; None = strict majority"})
     num_threads: int | None = field(default=None, metadata={"help": "torch threads; None = default"})
+    cv_folds: int = field(default=0, metadata={
+        "help": "k-fold CV on train picks epochs, thresholds, vote size and gate; 0 = select on trial"})
+    cv_limit: int | None = field(default=None, metadata={
+        "help": "CV on a random subset of N train posts (final members use all train_limit posts)"})
+    gate: bool = field(default=True, metadata={"help": "with CV: choose a post-level empty-prediction gate"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -73,6 +79,8 @@ class SpansConfig(RunConfig):
             raise ValueError(f"ensemble_members {unknown} are not trained by this config; members: {names}")
         if self.min_votes is not None and self.min_votes < 1:
             raise ValueError(f"min_votes must be >= 1, got {self.min_votes}")
+        if self.cv_folds == 1 or self.cv_folds < 0:
+            raise ValueError(f"cv_folds must be 0 (off) or >= 2, got {self.cv_folds}")
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}")
 
@@ -208,9 +216,35 @@ def member_names(cfg: SpansConfig) -> list[tuple[str, str, str, bool, int]]:
     return out
 
 
+def fit(cfg: SpansConfig, model, tok, windows, gen: torch.Generator, device, epochs_run: int | None = None,
+        on_eval=None, desc: str = "") -> list[float]:
+    """Train on `windows` with the schedule of `cfg.epochs` epochs, stopping after `epochs_run` of them.
+
+    `on_eval(epoch, batch)` is called at `cfg.evals_per_epoch` points per epoch (always the last
+    batch). Returns the losses.
+    """
+    n_batches = -(-len(windows) // cfg.batch_size)
+    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.head_lr)
+    sched = linear_schedule(opt, n_batches * cfg.epochs, cfg.warmup_ratio)
+    points, losses = _eval_points(n_batches, cfg.evals_per_epoch), []
+    for ep in range(min(cfg.epochs, epochs_run or cfg.epochs)):
+        bar = track(make_batches(tok, None, None, cfg, gen, windows), desc=f"{desc} ep{ep}", total=n_batches)
+        for b, batch in enumerate(bar):
+            losses.append(train_step(model, opt, [x.to(device) for x in batch], cfg.grad_clip, sched))
+            if on_eval is not None and b in points:
+                on_eval(ep, b, losses)
+    return losses
+
+
 def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: Path,
-                 seed: int | None = None, encoder: str | None = None) -> dict:
-    """Train one head x CRF member; keep the checkpoint with the best trial char F1; save safetensors.
+                 seed: int | None = None, encoder: str | None = None, epochs_run: int | None = None,
+                 decode: dict | None = None) -> dict:
+    """Train one head x CRF member; save safetensors.
+
+    Without `decode` (trial selection): keep the checkpoint with the best trial char F1. With
+    `decode` (settings chosen by cross-validation: `tau_token`, `tau_post`, `epoch`): train
+    `epochs_run` epochs of the `cfg.epochs` schedule, keep the last checkpoint, and score trial
+    once with those settings (trial is then a final check, not a selection set).
 
     A member folder that already holds `member.json` (same run dir = same config) is reused: an
     interrupted `run_spans` resumes at the first unfinished member.
@@ -219,6 +253,8 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
     if done.exists() and (out_dir / "trial_pred.json").exists():
         meta = json.loads(done.read_text())
         return {**meta, "trial_pred": read_json(out_dir / "trial_pred.json"), "resumed": True}
+    if decode is not None:
+        epochs_run = min(cfg.epochs, epochs_run or cfg.epochs)
     gen = seed_everything(cfg.seed if seed is None else seed)
     encoder = encoder or cfg.encoder
     model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme)
@@ -226,32 +262,40 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
     model.to(device)
     windows = encode_train(tok, train["text"], train["spans"], cfg)
     n_batches = -(-len(windows) // cfg.batch_size)
-    opt = make_optimizer(model, cfg.lr, cfg.weight_decay, cfg.head_lr)
-    sched = linear_schedule(opt, n_batches * cfg.epochs, cfg.warmup_ratio)
-    best, best_state, best_pred, t0, losses, history = -1.0, None, None, time.time(), [], []
-    points = _eval_points(n_batches, cfg.evals_per_epoch)
+    best, best_state, best_pred, t0, c0, history = -1.0, None, None, time.time(), time.process_time(), []
     name = f"{head}{'+crf' if crf else ''}"
-    for ep in range(cfg.epochs):
-        bar = track(make_batches(tok, None, None, cfg, gen, windows), desc=f"{name} ep{ep}", total=n_batches)
-        for b, batch in enumerate(bar):
-            losses.append(train_step(model, opt, [x.to(device) for x in batch], cfg.grad_clip, sched))
-            if b not in points:
-                continue
-            pred = predict_batch(model, tok, trial["text"], cfg.max_length, 2 * cfg.batch_size)
-            f1 = span_f1(pred, trial["spans"])
-            history.append({"epoch": ep, "step": ep * n_batches + b + 1, "trial_f1": f1,
-                            "loss": sum(losses[-50:]) / len(losses[-50:])})
-            log.info("%s epoch %d step %d: trial char F1 %.4f", name, ep, b + 1, f1)
-            if f1 > best:
-                best, best_pred = f1, pred
-                best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+
+    def trial_pred():
+        if decode is None:
+            return predict_batch(model, tok, trial["text"], cfg.max_length, 2 * cfg.batch_size)
+        spans, probs = predict_batch(model, tok, trial["text"], cfg.max_length, 2 * cfg.batch_size,
+                                     return_probs=True)
+        return [gate(member_spans(s, p, decode.get("tau_token")), post_score(p), decode.get("tau_post", 0.0))
+                for s, p in zip(spans, probs, strict=True)]
+
+    def on_eval(ep, b, losses):
+        nonlocal best, best_state, best_pred
+        if decode is not None and not (ep + 1 == epochs_run and b == n_batches - 1):
+            return
+        pred = trial_pred()
+        f1 = span_f1(pred, trial["spans"])
+        history.append({"epoch": ep, "step": ep * n_batches + b + 1, "trial_f1": f1,
+                        "loss": sum(losses[-50:]) / len(losses[-50:])})
+        log.info("%s epoch %d step %d: trial char F1 %.4f", name, ep, b + 1, f1)
+        if f1 > best or decode is not None:
+            best, best_pred = f1, pred
+            best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
+
+    losses = fit(cfg, model, tok, windows, gen, device, epochs_run, on_eval, name)
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(best_state, str(out_dir / "model.safetensors"))
     tok.save_pretrained(out_dir / "tokenizer")
     AutoConfig.from_pretrained(resolve_model(encoder)).save_pretrained(out_dir / "encoder_config")
     meta = {"head": head, "crf": crf, "loss": cfg.loss, "scheme": cfg.scheme, "max_length": cfg.max_length,
             "encoder": encoder, "cls_last": model.cls_last, "trial_f1": best, "train_s": time.time() - t0,
-            "final_loss": losses[-1] if losses else None, "n_windows": len(windows), "history": history}
+            "train_cpu_s": time.process_time() - c0,
+            "final_loss": losses[-1] if losses else None, "n_windows": len(windows), "history": history,
+            **({"decode": decode} if decode is not None else {})}
     write_json(out_dir / "trial_pred.json", best_pred)
     write_json(done, meta)  # last: marks the member complete
     return {**meta, "trial_pred": best_pred}
@@ -291,8 +335,11 @@ def load_member(folder: str | Path, device: str = "cpu", quantize: bool = False)
 class SpanPredictor:
     """Members of a run dir (or a subset); `predict_spans(texts)` votes when several members are used.
 
-    `quantize=True` runs dynamic int8 Linear layers (faster on CPU; check the F1 change with
-    `workbench spans evaluate --int8`). `extend_words=True` grows predictions to whole words.
+    Settings chosen by cross-validation are applied when the run has them: each member's token
+    threshold and post-level gate (`member.json` "decode"), and the ensemble's voters, vote size
+    and gate (`artifacts/ensemble.json`). `min_votes` overrides the vote size. `quantize=True` runs
+    dynamic int8 Linear layers (faster on CPU; check the F1 change with `workbench spans evaluate
+    --int8`). `extend_words=True` grows predictions to whole words.
     """
 
     def __init__(self, run: str | Path, members: list[str] | None = None, device: str = "cpu",
@@ -304,19 +351,38 @@ class SpanPredictor:
         unknown = [m for m in members or [] if m not in available]
         if unknown:
             raise ValueError(f"{run}: unknown member(s) {unknown}; available: {available}")
-        names = members or available
+        ens_file = Path(run) / "artifacts" / "ensemble.json"
+        self.ensemble = read_json(ens_file) if ens_file.exists() else {}
+        voters = [v for v in self.ensemble.get("voters", []) if v in available]
+        names = members or voters or available
         if not names:
             raise FileNotFoundError(f"{root}: no member folders")
-        self.extend_words, self.min_votes = extend_words, min_votes
+        self.extend_words = extend_words
+        self.min_votes = min_votes if min_votes is not None else (
+            self.ensemble.get("min_votes") if not members else None)
+        self.tau_post = self.ensemble.get("tau_post", 0.0) if not members else 0.0
         self.members = {n: load_member(root / n, device, quantize) for n in names}
 
     def predict_member(self, name: str, texts, return_probs: bool = False, batch_size: int = 16):
+        """One member's offsets (its CV-chosen threshold and gate applied); with `return_probs` also
+        the per-token (start, end, p) lists."""
         model, tok, meta = self.members[name]
-        return predict_batch(model, tok, texts, meta["max_length"], batch_size, self.extend_words, return_probs)
+        spans, probs = predict_batch(model, tok, texts, meta["max_length"], batch_size, return_probs=True)
+        dec = meta.get("decode") or {}
+        if dec:
+            spans = [member_spans(s, p, dec.get("tau_token")) for s, p in zip(spans, probs, strict=True)]
+            if len(self.members) == 1:  # alone, the member uses its own gate; in a vote, the ensemble's
+                spans = [gate(s, post_score(p), dec.get("tau_post", 0.0)) for s, p in zip(spans, probs, strict=True)]
+        if self.extend_words:
+            spans = [extend_to_words(t, s) for t, s in zip(texts, spans, strict=True)]
+        return (spans, probs) if return_probs else spans
 
     def predict_spans(self, texts: list[str], batch_size: int = 16) -> list[list[int]]:
-        preds = [self.predict_member(n, texts, batch_size=batch_size) for n in self.members]
-        return preds[0] if len(preds) == 1 else vote_posts(preds, self.min_votes)
+        outs = [self.predict_member(n, texts, return_probs=True, batch_size=batch_size) for n in self.members]
+        if len(outs) == 1:
+            return outs[0][0]
+        scores = [[post_score(p) for p in o[1]] for o in outs]
+        return ensemble_posts([o[0] for o in outs], scores, self.min_votes, self.tau_post)
 
 
 def load_predictor(run: str | Path, members: list[str] | None = None, quantize: bool = False,
@@ -344,8 +410,12 @@ def run_spans(cfg: SpansConfig) -> RunDir:
     run = RunDir.create(cfg, kind=KIND)
     if was_complete:
         shutil.rmtree(run.artifacts / "members", ignore_errors=True)
+        shutil.rmtree(run.artifacts / "cv", ignore_errors=True)
     train, trial = _split("train", cfg.train_limit), _split("trial", cfg.trial_limit)
     test = _split("test", None, cfg.test_csv) if cfg.test_csv else None
+    if cfg.cv_folds:
+        from workbench.spans.cv import run_cv
+        return run_cv(cfg, run, train, trial, test)
     rows, trial_preds, test_preds = [], {}, {}
     for name, encoder, head, crf, seed in member_names(cfg):
         m = train_member(cfg, head, crf, train, trial, run.artifacts / "members" / name, seed, encoder)
