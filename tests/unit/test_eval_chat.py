@@ -51,6 +51,7 @@ def test_win_rate_swaps_positions():
         return "[[A]]" if "good" in a else "[[B]]"
     r = win_rate(Fake(fn), ["q1", "q2"], ["good", "bad"], ["bad", "good"], judge_prompts=JP)
     assert r["win_rate"] == 0.5 and r["win"] == 2 and r["loss"] == 2 and r["n_judgments"] == 4
+    assert r["per_prompt"] == [1.0, 0.0]  # per question, both orders averaged: the CI's items
     # a judge that always says A: position bias cancels to 0.5
     r = win_rate(Fake(lambda u: "[[A]]"), ["q"], ["x"], ["y"], judge_prompts=JP)
     assert r["win_rate"] == 0.5

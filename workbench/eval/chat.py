@@ -252,15 +252,21 @@ def win_rate(judge: Judge, questions: Sequence[str], model_answers: Sequence[str
              baseline_answers: Sequence[str], *, judge_prompts: dict | None = None,
              swap: bool = True) -> dict[str, Any]:
     """Pairwise win rate of model vs baseline (pair-v2); with ``swap`` each pair is judged in both
-    orders (position bias) and the verdicts are averaged (win=1, tie=0.5, loss=0; errors dropped)."""
+    orders (position bias) and the verdicts are averaged (win=1, tie=0.5, loss=0; errors dropped).
+    ``per_prompt``: each question's own score (None when all its judgments were errors)."""
     jp = _prompts(judge_prompts)["pair-v2"]
-    reqs, ours = [], []
-    for q, a, b in zip(questions, model_answers, baseline_answers, strict=True):
+    reqs, ours, groups = [], [], []
+    for i, (q, a, b) in enumerate(zip(questions, model_answers, baseline_answers, strict=True)):
         for x, y, o in ([(a, b, "A"), (b, a, "B")] if swap else [(a, b, "A")]):
             reqs.append(_request(jp, question=q, answer_a=x, answer_b=y))
             ours.append(o)
-    out = _pair_summary(judge, reqs, ours)
+            groups.append(i)
+    out = _pair_summary(judge, reqs, ours, groups)
     out.pop("verdicts")
+    # per prompt: the mean score over its judged orders (None: every judgment was an error),
+    # the items of a bootstrap CI of the win rate
+    by = out.pop("by_group")
+    out["per_prompt"] = [by.get(i) for i in range(len(questions))]
     return out
 
 
