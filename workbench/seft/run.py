@@ -157,6 +157,8 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
     table = judge_answers(judge, answers, run.artifacts / "judgments", judge_prompts=jp,
                           pairwise=cfg.mtbench_pairwise)
     warnings += judge_warnings(table)
+    from workbench.seft.report import finish_table
+    table = finish_table(table, run.artifacts)  # n and 95 % CIs; per-item files for the claims
 
     never = [s["round"] for s in rounds if s.get("never_revised")]
     metrics = {
