@@ -14,10 +14,12 @@ max_memory)`` (or ``placement_from(cfg)`` for a ``RunConfig``) gives the keyword
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
 import sys
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,7 +155,116 @@ def setup_logging(level: int | str = logging.INFO) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def progress_mode() -> str:
+    """How `track` reports, from ``WORKBENCH_PROGRESS``:
+
+    - ``bar`` (or ``1``): tqdm bars (widgets in Jupyter, text on a terminal);
+    - ``summary``: no bar; one line per finished loop ("desc: N in X s") on stderr, so an
+      executed notebook (papermill: ``workbench reproduce`` sets it) keeps a few lines, not
+      hundreds of bar updates;
+    - ``0`` / ``off``: nothing;
+    - unset / ``auto``: bars in a Jupyter kernel or on a terminal, else ``summary``.
+    """
+    v = os.environ.get("WORKBENCH_PROGRESS", "auto").strip().lower()
+    if v in ("0", "off", "false", "no", "none"):
+        return "off"
+    if v in ("1", "bar", "bars", "true", "yes"):
+        return "bar"
+    if v == "summary":
+        return "summary"
+    interactive = "ipykernel" in sys.modules or (hasattr(sys.stderr, "isatty")
+                                                 and sys.stderr.isatty())
+    return "bar" if interactive else "summary"
+
+
+class _Summary:
+    """`track` in ``summary`` mode: iterates like tqdm, prints one line when the loop ends."""
+
+    def __init__(self, iterable, desc: str | None, total: int | None):
+        self.iterable, self.desc, self.total, self.n = iterable, desc or "progress", total, 0
+        self._t0 = time.perf_counter()
+        self._done = False
+
+    def __iter__(self):
+        for x in self.iterable:
+            self.n += 1
+            yield x
+        self.close()
+
+    def __len__(self):
+        return self.total if self.total is not None else len(self.iterable)
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix(self, *a, **k) -> None:
+        pass
+
+    set_description = set_postfix_str = refresh = set_postfix
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            of = f"/{self.total}" if self.total is not None and self.total != self.n else ""
+            print(f"{self.desc}: {self.n}{of} in {time.perf_counter() - self._t0:.1f} s",
+                  file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def quiet_library_progress() -> None:
+    """Switch off the progress bars of transformers (and so Trainer's), datasets, the hub
+    client and lm-eval's loglikelihood bars: used with ``summary``/``off`` progress."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    for mod, fn in (("transformers.utils.logging", "disable_progress_bar"),
+                    ("datasets.utils.logging", "disable_progress_bar"),
+                    ("huggingface_hub.utils", "disable_progress_bars")):
+        with contextlib.suppress(ImportError, AttributeError):  # optional libraries
+            getattr(__import__(mod, fromlist=[fn]), fn)()
+
+
+def quiet_trainer(trainer, desc: str = "train") -> None:
+    """A transformers/TRL Trainer under ``summary``/``off`` progress: no bar and no printed log
+    dict per step (Trainer's ProgressCallback / PrinterCallback); ``summary`` prints one line
+    when training ends (steps, seconds, last loss)."""
+    mode = progress_mode()
+    if mode == "bar":
+        return
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
+
+    trainer.remove_callback(ProgressCallback)
+    trainer.remove_callback(PrinterCallback)
+    if mode != "summary":
+        return
+
+    class _TrainSummary(TrainerCallback):
+        t0, loss = 0.0, None
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = time.perf_counter()
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                self.loss = logs["loss"]
+
+        def on_train_end(self, args, state, control, **kw):
+            loss = f", last loss {self.loss:.4g}" if isinstance(self.loss, int | float) else ""
+            print(f"{desc}: {state.global_step} steps in {time.perf_counter() - self.t0:.1f} s"
+                  f"{loss}", file=sys.stderr, flush=True)
+
+    trainer.add_callback(_TrainSummary())
+
+
 def track(iterable=None, desc: str | None = None, total: int | None = None, **kw):
-    """The one tqdm wrapper: bars go to stderr, off when WORKBENCH_PROGRESS=0."""
-    disable = os.environ.get("WORKBENCH_PROGRESS", "1") == "0"
-    return tqdm(iterable, desc=desc, total=total, disable=disable, dynamic_ncols=True, **kw)
+    """The one progress wrapper (see `progress_mode`): tqdm bars on stderr, one summary line
+    per loop, or nothing."""
+    mode = progress_mode()
+    if mode == "summary":
+        return _Summary(iterable, desc, total)
+    return tqdm(iterable, desc=desc, total=total, disable=mode == "off", dynamic_ncols=True,
+                **kw)

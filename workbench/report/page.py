@@ -175,7 +175,7 @@ def run_section(paper: str, run_dir: Path, claims_out: list[dict[str, Any]],
                                    anchors.get("percent_already") or []))
     if gaps:
         ours += f"<p class='gap'>This table lacks: {_e('; '.join(gaps))}.</p>"
-    theirs = _anchor_html(anchors)
+    theirs = anchor_html(anchors)
     parts.append("<div class='side'><div><h4>This run</h4>" + ours + "</div>" +
                  (f"<div><h4>The paper</h4>{theirs}</div>" if theirs else "") + "</div>")
     for fig in run_figures(paper, table, results):
@@ -192,7 +192,7 @@ def run_section(paper: str, run_dir: Path, claims_out: list[dict[str, Any]],
     return "\n".join(parts), gaps
 
 
-def _anchor_html(anchors: dict[str, Any]) -> str:
+def anchor_html(anchors: dict[str, Any]) -> str:
     rows = anchors.get("table") or []
     if not rows:
         return ""
@@ -242,7 +242,7 @@ def write_report(results: Path, outcomes: Sequence[Any], profile: str,
                 all_gaps[f"{o.name}/{Path(run).name}"] = gaps
         if not o.runs:
             anchors = load_anchors(o.name) or {}
-            theirs = _anchor_html(anchors)
+            theirs = anchor_html(anchors)
             if theirs:
                 body.append(f"<h4>The paper</h4>{theirs}")
     page = ("<!DOCTYPE html><html><head><meta charset='utf-8'>"

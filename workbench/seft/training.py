@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from datasets import Dataset
 
+from workbench.common.runtime import quiet_trainer
 from workbench.common.trainargs import resume_checkpoint, split_resume
 from workbench.seft.inference import (  # noqa: F401  (re-exported: the old single-module layout)
     DECISIONS,
@@ -52,6 +53,7 @@ def _train(tr, out_dir: Path, resume: Any) -> None:
     stage with a ``save_strategy`` continues where it stopped)."""
     ckpt = resume_checkpoint(resume, out_dir) if tr.args.save_strategy != "no" or resume \
         else None
+    quiet_trainer(tr, desc=f"train {out_dir.name}")  # no per-step log dicts in saved outputs
     if ckpt:
         tr.train(resume_from_checkpoint=ckpt)
     else:
