@@ -86,6 +86,11 @@ def evaluate(model, tokenizer, tasks=TASKS, limit: int | None = None, batch_size
     model.eval()
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch_size,
               device=str(next(model.parameters()).device))
+    from workbench.common.runtime import progress_mode
+
+    if progress_mode() != "bar":  # lm-eval's own bar would flood an executed notebook
+        ll = lm.loglikelihood
+        lm.loglikelihood = lambda reqs, disable_tqdm=True: ll(reqs, disable_tqdm=True)
     try:
         # evaluator.evaluate, not simple_evaluate: the latter indexes every task YAML of the
         # package and collects environment info, which costs more than a small evaluation
