@@ -8,15 +8,20 @@ users without a pinned sha256 (a warning is logged).
 Validation is strict: a malformed `spans` cell, a missing column, a non-integer offset, or an
 offset outside `[0, len(text))` raises `ValueError` naming the file and the row, where the row
 is the 1-based line number (header = line 1) on which the record starts. The real train and
-trial files contain no out-of-range offsets, so nothing is clipped.
+trial files contain no out-of-range offsets, so nothing is clipped. A file that is not UTF-8 is a
+`ValueError` naming the file and the row of the first bad byte. Blank lines are skipped (a warning
+says which rows). Cells of any length are read (the csv module's 131,072-character default field
+limit is lifted while reading).
 """
 
 from __future__ import annotations
 
 import ast
 import csv
+import io
 import logging
 import os
+import sys
 from pathlib import Path
 
 from datasets import Dataset, Features, List, Value
@@ -55,12 +60,25 @@ def _parse_spans(cell: str, text: str, where: str) -> list[int]:
     return out
 
 
+def _decode(path: Path) -> str:
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        row = data[:exc.start].count(b"\n") + 1
+        raise ValueError(f"{path.name} row {row}: not UTF-8 (byte 0x{data[exc.start]:02x} at offset "
+                         f"{exc.start}); re-save the file as UTF-8") from None
+
+
 def read_toxic_spans_csv(path: str | os.PathLike) -> dict[str, list]:
     """Parse and validate one `tsd_*.csv` into column lists (`text`, `spans`, `post_id`)."""
     path = Path(path)
     cols: dict[str, list] = {"text": [], "spans": [], "post_id": []}
-    with open(path, newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
+    blank: list[int] = []
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # long posts: no 131,072-character cap
+    try:
+        reader = csv.reader(io.StringIO(_decode(path), newline=""))
         header = next(reader, None)
         if header is None:
             raise ValueError(f"{path.name} row 1: empty file, expected a header 'spans,text'")
@@ -72,6 +90,10 @@ def read_toxic_spans_csv(path: str | os.PathLike) -> dict[str, list]:
         start = reader.line_num + 1
         for rec in reader:
             where = f"{path.name} row {start}"
+            if not rec or (len(rec) == 1 and not rec[0].strip() and len(header) > 1):
+                blank.append(start)
+                start = reader.line_num + 1
+                continue
             if len(rec) != len(header):
                 raise ValueError(f"{where}: expected {len(header)} columns {header}, got {len(rec)}")
             text = rec[i_text]
@@ -79,6 +101,11 @@ def read_toxic_spans_csv(path: str | os.PathLike) -> dict[str, list]:
             cols["text"].append(text)
             cols["post_id"].append(len(cols["post_id"]))
             start = reader.line_num + 1
+    finally:
+        csv.field_size_limit(old_limit)
+    if blank:
+        log.warning("%s: skipped %d blank line(s) (rows %s)", path.name, len(blank),
+                    ", ".join(map(str, blank[:10])) + (" ..." if len(blank) > 10 else ""))
     return cols
 
 

@@ -8,7 +8,8 @@ import gradio as gr
 
 from workbench.common.io import read_json
 from workbench.common.rundir import list_runs
-from workbench.spans.voting import vote
+from workbench.spans.predict import clean_texts
+from workbench.spans.select import ensemble_posts, post_score
 from workbench.viz.spans import highlight, token_heat
 
 MAX_CHARS = 2000
@@ -47,14 +48,21 @@ def predict(text: str, run: str | None, member: str, gold: list[int] | None = No
         return (*empty, f"Input is {len(text)} characters; the cap is {MAX_CHARS}. Shorten it.")
     if not text.strip():
         return (*empty, "Empty text: nothing to tag.")
+    text = clean_texts([text])[0]  # lone surrogates -> U+FFFD (same offsets)
+    if not (Path(run) / "artifacts" / "members").is_dir():
+        return (*empty, f"Run {run} not found or has no trained members: pick another run.")
     pred = _predictor(run, bool(int8))
     m = read_json(Path(run) / "metrics.json") if (Path(run) / "metrics.json").exists() else {}
     if member in pred.members:
         names = [member]
-    else:  # the run's ensemble: its voters and threshold (metrics.json), else every member, majority
+    elif member not in (None, "", "ensemble"):
+        return (*empty, f"Unknown member {member!r}; members of this run: {', '.join(pred.members)} (or ensemble).")
+    else:  # the run's ensemble: its voters, vote size and gate (ensemble.json / metrics.json), else all, majority
         names = [n for n in m.get("voters") or [] if n in pred.members] or list(pred.members)
-    outs = {n: pred.predict_member(n, [text], return_probs=True) for n in names}
-    spans = vote([o[0][0] for o in outs.values()], m.get("min_votes")) if len(names) > 1 else outs[names[0]][0][0]
+    outs = {n: pred.predict_member(n, [text], return_probs=True, gated=len(names) == 1) for n in names}
+    spans = ensemble_posts([o[0] for o in outs.values()], [[post_score(o[1][0])] for o in outs.values()],
+                           pred.min_votes if pred.min_votes is not None else m.get("min_votes"),
+                           pred.tau_post)[0] if len(names) > 1 else outs[names[0]][0][0]
     rows, cols = _prob_rows(text, {n: o[1][0] for n, o in outs.items()})
     table = gr.update(value=rows, headers=["token", *cols] + (["mean"] if len(cols) > 1 else []))
     heat = token_heat(text, [(a, b, p) for a, b, p in outs[names[0]][1][0]])
@@ -99,7 +107,8 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
             return t, s
 
         def members(r):
-            names = ["ensemble"] + (list(_predictor(r).members) if r else [])
+            ok = r and (Path(r) / "artifacts" / "members").is_dir()
+            names = ["ensemble"] + (list(_predictor(r).members) if ok else [])
             return gr.update(choices=names, value="ensemble")
 
         ex.change(pick, ex, [text, state])

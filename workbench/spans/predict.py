@@ -2,7 +2,9 @@
 
 Long texts are NOT truncated: the tokenizer's overflow windows (`max_length`, `stride`) cover the
 whole post and a character is toxic when any window marks a token covering it toxic.
-Empty text (or whitespace only) gives an empty prediction `[]`.
+Empty text (or whitespace only) gives an empty prediction `[]`. Characters UTF-8 cannot encode
+(lone surrogates, e.g. from `surrogateescape` decoding) are read as U+FFFD, one character for one,
+so the offsets still index the original text. A text that is not a `str` is a `TypeError` naming it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,23 @@ from collections.abc import Sequence
 import torch
 
 from workbench.spans.offsets import extend_to_words, tags_to_spans
+
+
+def clean_texts(texts) -> list[str]:
+    """`texts` as a list of encodable strings: one-line TypeError for a non-string (None, a number),
+    each lone surrogate replaced by U+FFFD (same length, so char offsets are unchanged)."""
+    if isinstance(texts, str):
+        raise TypeError("predict expects a list of texts, not a single string")
+    out = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise TypeError(f"text {i} is {type(t).__name__} ({str(t)[:40]!r}), expected str")
+        try:
+            t.encode("utf-8")
+        except UnicodeEncodeError:
+            t = "".join("\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c for c in t)
+        out.append(t)
+    return out
 
 
 def encode_windows(tokenizer, texts: Sequence[str], max_length: int, stride: int = 32):
@@ -30,8 +49,7 @@ def predict_batch(tagger, tokenizer, texts: Sequence[str], max_length: int = 256
     Posts are batched in length order (less padding) and run under `torch.inference_mode`; the
     tagger is put in eval mode only when it is in training mode (no per-call module walk).
     """
-    if isinstance(texts, str):
-        raise TypeError("predict expects a list of texts, not a single string")
+    texts = clean_texts(texts)
     if tagger.training:
         tagger.eval()
     device = next(tagger.parameters()).device

@@ -363,15 +363,16 @@ class SpanPredictor:
         self.tau_post = self.ensemble.get("tau_post", 0.0) if not members else 0.0
         self.members = {n: load_member(root / n, device, quantize) for n in names}
 
-    def predict_member(self, name: str, texts, return_probs: bool = False, batch_size: int = 16):
-        """One member's offsets (its CV-chosen threshold and gate applied); with `return_probs` also
-        the per-token (start, end, p) lists."""
+    def predict_member(self, name: str, texts, return_probs: bool = False, batch_size: int = 16,
+                       gated: bool | None = None):
+        """One member's offsets (its CV-chosen threshold, and its gate when `gated`: by default when it
+        is the only member loaded); with `return_probs` also the per-token (start, end, p) lists."""
         model, tok, meta = self.members[name]
         spans, probs = predict_batch(model, tok, texts, meta["max_length"], batch_size, return_probs=True)
         dec = meta.get("decode") or {}
         if dec:
             spans = [member_spans(s, p, dec.get("tau_token")) for s, p in zip(spans, probs, strict=True)]
-            if len(self.members) == 1:  # alone, the member uses its own gate; in a vote, the ensemble's
+            if gated or (gated is None and len(self.members) == 1):  # in a vote: the ensemble's gate
                 spans = [gate(s, post_score(p), dec.get("tau_post", 0.0)) for s, p in zip(spans, probs, strict=True)]
         if self.extend_words:
             spans = [extend_to_words(t, s) for t, s in zip(texts, spans, strict=True)]
