@@ -58,10 +58,14 @@ def init_distributed(cpu: bool | None = None) -> None:
 
     if dist.is_available() and dist.is_initialized():
         return
+    import datetime
+
     import torch
     from accelerate import PartialState
 
-    PartialState(cpu=not torch.cuda.is_available() if cpu is None else cpu)
+    # the main process may work alone for long (judging, merging) while the others wait
+    timeout = datetime.timedelta(seconds=int(os.environ.get("WORKBENCH_DIST_TIMEOUT", "10800")))
+    PartialState(cpu=not torch.cuda.is_available() if cpu is None else cpu, timeout=timeout)
 
 
 def barrier() -> None:

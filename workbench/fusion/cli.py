@@ -4,6 +4,9 @@
     workbench fusechat represent --preset paper --model Qwen/Qwen1.5-72B-Chat --worker 0/4
     # ... --worker 1/4, 2/4, 3/4 on the other GPUs (CUDA_VISIBLE_DEVICES), then `run` again
     workbench fusechat align-text --pivot smollm2-135m-instruct --source gemma3-270m "Hello"
+    # one stage alone, also on several processes / GPUs (workbench.fusion.launch):
+    accelerate launch --config_file configs/accelerate/ddp.yaml -m workbench.cli \
+        fusechat stage targets --preset paper
 """
 
 from __future__ import annotations
@@ -42,6 +45,19 @@ def _cmd_represent(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stage(args: argparse.Namespace) -> int:
+    from workbench.common.rundir import is_main_process
+    from workbench.fusion.launch import run_stage
+
+    summary = run_stage(_config(args), args.stage)
+    if is_main_process():
+        shown = {k: v for k, v in summary.get("metrics", {}).items()
+                 if not isinstance(v, list | dict)}
+        print(json.dumps({"stage": args.stage, "seconds": summary.get("seconds"), **shown},
+                         indent=1))
+    return 0
+
+
 def _cmd_align_text(args: argparse.Namespace) -> int:
     from workbench.common import load_tokenizer
     from workbench.fusion.align import align_text
@@ -57,7 +73,11 @@ def register(subparsers) -> None:
     for name, fn, helptext in (("run", _cmd_run, "run the pipeline (resumes a killed run)"),
                                ("represent", _cmd_represent,
                                 "representations of ONE model of the config (one process per "
-                                "GPU; `run` then skips the finished shards)")):
+                                "GPU; `run` then skips the finished shards)"),
+                               ("stage", _cmd_stage,
+                                "run ONE stage (earlier ones finished), also under `accelerate "
+                                "launch`: targets / baselines train data-parallel, "
+                                "representations split shards over the ranks")):
         c = sub.add_parser(name, help=helptext)
         c.add_argument("--preset", default="quick", help="smoke | quick | cpu | paper")
         c.add_argument("--output-dir", default=None, help="runs root")
@@ -65,6 +85,9 @@ def register(subparsers) -> None:
                        help="config override, YAML value (repeatable)")
         if name == "run":
             c.add_argument("--until", default=None, help="stop after this stage")
+        elif name == "stage":
+            c.add_argument("stage", help="dialogues | representations | cooccurrence | "
+                           "alignment | targets | baselines | merges | evaluation")
         else:
             c.add_argument("--model", required=True, help="the pivot or one of the sources")
             c.add_argument("--worker", default="0/1", metavar="I/N",

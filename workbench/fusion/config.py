@@ -9,8 +9,8 @@ training -> merging -> evaluation) read the same frozen config; presets live in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 from workbench.common.config import RunConfig
 from workbench.common.config import option as _f
@@ -113,6 +113,10 @@ class FuseChatConfig(RunConfig):
     max_steps: int = _f(-1, "cap on optimizer steps per target (-1 = epochs)")
     batch_size: int = _f(4, "per-device training batch size")
     grad_accum: int = _f(1, "gradient accumulation steps")
+    training_args: dict[str, Any] = field(default_factory=dict, metadata={"help": (
+        "any TrainingArguments field passed to every fusion training (targets, baselines) over "
+        "the values above (warmup_steps, save_steps, fsdp, deepspeed, ...); "
+        "resume_from_checkpoint: unset/true = the last checkpoint, false = start over, a path")})
     lora: bool = _f(False, "train LoRA adapters (PEFT) instead of full fine-tuning")
     baselines: tuple[str, ...] = _f(("sft", "multi"), "baselines: sft (lam=1) and/or multi")
     merge_methods: tuple[str, ...] = _f(
@@ -133,6 +137,9 @@ class FuseChatConfig(RunConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        from workbench.common.trainargs import check_training_args
+
+        check_training_args(self.training_args, "FuseChatConfig.training_args")
         if not self.sources:
             raise ValueError("FuseChatConfig.sources is empty: name at least one source model")
         for name, value in (("data_size", self.data_size), ("max_length", self.max_length),

@@ -37,6 +37,7 @@ from workbench.fusion.context import (
     model_slug,
     stage_path,
 )
+from workbench.fusion.launch import execute
 from workbench.fusion.train.stages import PART2_STAGES
 
 log = logging.getLogger(__name__)
@@ -284,14 +285,9 @@ def run_fusechat(cfg: FuseChatConfig, stages: list[Stage] | tuple[Stage, ...] | 
             log.info("stage %s: done before, skipped", st.name)
         else:
             log.info("stage %s: %s", st.name, st.doc)
-            t1, c1 = time.time(), time.process_time()
-            summary = st.fn(ctx)
-            if keys:
-                summary["config_keys"] = keys
-            summary["seconds"] = time.time() - t1
-            summary["cpu_seconds"] = time.process_time() - c1  # all threads of this process
-            write_json(path, summary)
-            ctx.summaries[st.name] = read_json(path)  # what a resumed run would see
+            # runs it, writes its summary (main process only under accelerate launch; see
+            # workbench.fusion.launch) and returns what a resumed run would see
+            ctx.summaries[st.name] = execute(ctx, st)
         timings[st.name] = ctx.summaries[st.name].get("seconds")
         cpu[st.name] = ctx.summaries[st.name].get("cpu_seconds")
         if st.name == until:

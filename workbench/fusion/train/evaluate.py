@@ -21,6 +21,17 @@ from workbench.fusion.train.targets import short_name
 GROUPS = ("pivot", "source", "baseline", "target", "merge")
 
 
+def placement(cfg: Any) -> dict[str, Any]:
+    """``load_causal_lm`` keyword arguments of an evaluated model: ``cfg.device`` (this rank's
+    GPU under a multi-process launch) and ``cfg.dtype`` (auto: bf16 on CUDA >= sm80, float32 on
+    the CPU, as before)."""
+    from workbench.common.rundir import local_device
+    from workbench.common.runtime import resolve_device, resolve_dtype
+
+    device = resolve_device(local_device(cfg.device))
+    return {"device": device, "dtype": resolve_dtype(cfg.dtype, device)}
+
+
 def heldout_dialogues(cfg: Any, exclude_ids: set[str], tokenizers: Sequence[Any]) -> list[Any]:
     """``cfg.eval_size`` dialogues of ``cfg.data`` that are not training dialogues, rendered
     with the pivot's template and cut so every tokenizer fits ``cfg.max_length``."""
@@ -83,7 +94,7 @@ def evaluate_model(cfg: Any, label: str, path: str, dialogues: Sequence[Any], ju
     from workbench.eval.zeroshot import TASKS, evaluate
 
     t0 = time.perf_counter()
-    model, tok = load_causal_lm(path)
+    model, tok = load_causal_lm(path, **placement(cfg))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     res: dict[str, Any] = {"model": label, "path": str(path),

@@ -36,7 +36,7 @@ def merge_config(cfg: Any, method: str, targets: Sequence[Path], out_dir: Path):
                        merge_method=method, parameters=params,
                        model_parameters=tuple(dict(per_model) for _ in targets) if per_model
                        else (), out_dir=str(out_dir), seed=cfg.seed, overwrite=True,
-                       chat_template=cfg.chat_template, device="cpu")
+                       chat_template=cfg.chat_template, device=cfg.device)
 
 
 def merge_targets(cfg: Any, targets: dict[str, Path], root: Path) -> dict[str, dict[str, Any]]:

@@ -20,17 +20,18 @@ import math
 import os
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from transformers import Trainer, TrainingArguments
-from transformers.trainer_utils import get_last_checkpoint
 
 from workbench.common.io import read_json, write_json
 from workbench.common.models import load_causal_lm
+from workbench.common.rundir import barrier, local_device
 from workbench.common.runtime import resolve_device
+from workbench.common.trainargs import resume_checkpoint, split_resume
 from workbench.fusion.train.data import FusionCollator, FusionDataset
 from workbench.fusion.train.kernels import FUSE_KINDS, fusion_objective
 
@@ -70,6 +71,9 @@ class TrainArgs:
     # final model is saved, unless kept
     keep_checkpoints: bool = False
     logging_steps: int = 1
+    # any other TrainingArguments field (over the values above) and resume_from_checkpoint
+    # (unset: the last checkpoint of <out_dir>/checkpoints; false: start over; a path)
+    training_args: dict[str, Any] = field(default_factory=dict)
     chat_template: str | None = None  # override the pivot tokenizer's template in the output
 
     def __post_init__(self) -> None:
@@ -89,6 +93,7 @@ class TrainArgs:
         values = dict(model=cfg.pivot, lam=cfg.lam, fuse_loss=cfg.fuse_loss,
                       temperature=cfg.fuse_temperature, lr=cfg.lr, epochs=cfg.epochs,
                       mince_dtype=getattr(cfg, "mince_dtype", "bfloat16"),
+                      training_args=dict(getattr(cfg, "training_args", None) or {}),
                       max_steps=cfg.max_steps, batch_size=cfg.batch_size,
                       grad_accum=cfg.grad_accum, max_length=cfg.max_length, lora=cfg.lora,
                       seed=cfg.seed, dtype=cfg.dtype, device=cfg.device,
@@ -134,11 +139,21 @@ class FuseTrainer(Trainer):
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs:  # training logs: add the loss parts since the last log
-            for key, vals in self._parts.items():
-                if vals:
-                    logs[key] = sum(vals) / len(vals)
-                    vals.clear()
+            logs.update(self._part_means())
         super().log(logs, start_time)
+
+    def _part_means(self) -> dict[str, float]:
+        """Mean of each loss part since the last log, over every rank's batches (an all-reduce
+        of sums and counts under a multi-process launch; Trainer's own ``loss`` is gathered
+        the same way)."""
+        keys = list(self._parts)
+        sums = torch.tensor([[sum(self._parts[k]), len(self._parts[k])] for k in keys],
+                            dtype=torch.float64)
+        for vals in self._parts.values():
+            vals.clear()
+        if self.accelerator.num_processes > 1:
+            sums = self.accelerator.reduce(sums.to(self.accelerator.device), "sum").cpu()
+        return {k: float(s / n) for k, (s, n) in zip(keys, sums.tolist(), strict=True) if n}
 
 
 def _lora(model, r: int):
@@ -190,11 +205,13 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
     elif not isinstance(sources, (list, tuple)):
         sources = [sources]
     t0 = time.perf_counter()
-    device = resolve_device(args.device)
+    device = resolve_device(local_device(args.device))
+    extra, resume_request = split_resume(args.training_args)
     with_targets = args.lam < 1.0
     data = FusionDataset(pivot_ds, sources if with_targets else [], max_length=args.max_length,
                          with_targets=with_targets)
-    model, tok = load_causal_lm(args.model, dtype=torch.float32)
+    # float32 master weights on this rank's device (mixed precision: ``_precision``)
+    model, tok = load_causal_lm(args.model, dtype=torch.float32, device=device)
     if args.chat_template:
         path = Path(args.chat_template).expanduser()
         tok.chat_template = path.read_text(encoding="utf-8") if path.is_file() else args.chat_template
@@ -205,7 +222,7 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
     if args.lora:
         model = _lora(model, args.lora_r)
     ckpt_dir = out_dir / "checkpoints"
-    targs = TrainingArguments(
+    targs = TrainingArguments(**{**dict(
         output_dir=str(ckpt_dir), learning_rate=args.lr, num_train_epochs=args.epochs,
         max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
         gradient_accumulation_steps=args.grad_accum, warmup_steps=args.warmup_ratio,
@@ -214,12 +231,12 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
         logging_steps=args.logging_steps, save_strategy="steps", save_steps=_save_steps(args, len(data)),
         save_total_limit=args.save_total_limit, report_to=[], remove_unused_columns=False,
         use_cpu=device.type == "cpu", disable_tqdm=os.environ.get("WORKBENCH_PROGRESS") == "0",
-        dataloader_num_workers=0, **_precision(args, device))
+        dataloader_num_workers=0, **_precision(args, device)), **extra})
     collator = FusionCollator(pad, temperature=args.temperature, mince_dtype=args.mince_dtype,
                               vocab_size=model.get_input_embeddings().num_embeddings)
     trainer = FuseTrainer(model=model, args=targs, train_dataset=data, data_collator=collator,
                           processing_class=tok, lam=args.lam, fuse_loss=args.fuse_loss)
-    resume = get_last_checkpoint(str(ckpt_dir)) if ckpt_dir.exists() else None
+    resume = resume_checkpoint(resume_request, ckpt_dir)
     if resume:
         log.info("resuming %s from %s", out_dir, resume)
     result = trainer.train(resume_from_checkpoint=resume)
@@ -235,6 +252,7 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
     _save(trainer, tok, final, info, lora=args.lora)
     if not args.keep_checkpoints and trainer.is_world_process_zero():
         shutil.rmtree(ckpt_dir, ignore_errors=True)
+    barrier()  # multi-process: every rank sees the finished model before going on
     return final
 
 
