@@ -10,7 +10,7 @@ import sys
 from workbench.common.papers import PAPERS, optional_import
 from workbench.common.runtime import setup_logging
 
-PAPER_CLIS = tuple(f"{p.package}.cli" for p in PAPERS)
+PAPER_CLIS = tuple(f"{p.package}.cli" for p in PAPERS) + ("workbench.plan",)
 
 
 def _offline_defaults() -> None:
