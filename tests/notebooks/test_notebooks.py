@@ -62,15 +62,57 @@ def test_notebook_contract(name):
         assert not cell.get("outputs"), "outputs are stripped before commit"
 
 
+@pytest.mark.parametrize("name", EXISTING)
+def test_notebook_metadata_names_the_workbench_kernel(name):
+    nb = nbformat.read(notebooks_dir() / f"{name}.ipynb", as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "workbench"
+    assert nb.metadata["kernelspec"]["display_name"] == "Python (workbench)"
+
+
+PLOTLY = "application/vnd.plotly.v1+json"
+
+
+def check_readable_anywhere(nb) -> None:
+    """What a reader without Jupyter sees: every plotly figure has an HTML fallback that
+    nbconvert keeps (plotly.js inlined once), every table is HTML, no output floods."""
+    from nbconvert import HTMLExporter
+
+    figures = tables = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        streams = [o for o in cell.outputs if o.output_type == "stream"]
+        text = "".join(o.text for o in streams)
+        assert len(streams) <= 12 and text.count("\n") <= 60, \
+            f"cell floods its output ({len(streams)} streams, {text.count(chr(10))} lines): " \
+            f"{cell.source[:60]!r}"
+        assert "\r" not in text, f"progress bar updates saved in the output: {cell.source[:60]!r}"
+        for o in cell.outputs:
+            data = o.get("data", {})
+            if PLOTLY in data:
+                figures += 1
+                assert "text/html" in data or "image/png" in data, \
+                    f"a figure without a static/HTML fallback: {cell.source[:60]!r}"
+            if "text/html" in data and "<table" in data["text/html"]:
+                tables += 1
+    body, _ = HTMLExporter().from_notebook_node(nb)
+    assert body.count("Plotly.newPlot") >= figures, "a figure is missing from nbconvert's HTML"
+    assert figures and tables, "the notebook shows no figure or no HTML table"
+    assert "plotly.js v" in body or "plotly-latest" in body or "Plotly=" in body or \
+        body.count("Plotly") > figures, "plotly.js is not in the converted HTML"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", EXISTING)
-def test_notebook_runs_on_smoke(name, tmp_path):
+def test_notebook_runs_on_smoke(name, tmp_path, monkeypatch):
     import papermill as pm
 
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    monkeypatch.setenv("WORKBENCH_PROGRESS", "summary")  # as `workbench reproduce` runs them
     out = tmp_path / f"{name}.ipynb"
     pm.execute_notebook(str(notebooks_dir() / f"{name}.ipynb"), str(out),
                         parameters={"preset": "smoke", "output_dir": str(tmp_path / "runs")},
                         kernel_name="python3", cwd=str(tmp_path), progress_bar=False)
     runs = list((tmp_path / "runs").glob("**/metrics.json"))
     assert runs, "the notebook finished without a complete run directory"
+    check_readable_anywhere(nbformat.read(out, as_version=4))

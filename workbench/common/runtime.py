@@ -20,11 +20,15 @@ import os
 import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from tqdm.auto import tqdm
+
+with warnings.catch_warnings():  # tqdm.auto in a kernel without ipywidgets warns on import
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
