@@ -30,7 +30,7 @@ from transformers import Trainer, TrainingArguments
 from workbench.common.io import read_json, write_json
 from workbench.common.models import load_causal_lm
 from workbench.common.rundir import barrier, local_device
-from workbench.common.runtime import resolve_device
+from workbench.common.runtime import quiet_trainer, resolve_device
 from workbench.common.trainargs import resume_checkpoint, split_resume
 from workbench.fusion.train.data import FusionCollator, FusionDataset
 from workbench.fusion.train.kernels import FUSE_KINDS, fusion_objective
@@ -236,6 +236,7 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
                               vocab_size=model.get_input_embeddings().num_embeddings)
     trainer = FuseTrainer(model=model, args=targs, train_dataset=data, data_collator=collator,
                           processing_class=tok, lam=args.lam, fuse_loss=args.fuse_loss)
+    quiet_trainer(trainer, desc=f"train {Path(out_dir).name}")  # no bar/log lines under papermill
     resume = resume_checkpoint(resume_request, ckpt_dir)
     if resume:
         log.info("resuming %s from %s", out_dir, resume)
