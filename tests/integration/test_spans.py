@@ -99,3 +99,68 @@ def test_int8_and_extend_words_predictor(run_dir):
     assert all(0 <= o < len(t) for t, p in zip(texts, q.predict_spans(texts), strict=True) for o in p)
     ext = load_predictor(run_dir.path, ["cls-crf"], extend_words=True).predict_spans(texts)
     assert all(set(a) <= set(b) for a, b in zip(fp, ext, strict=True))
+
+
+@pytest.fixture(scope="module")
+def cv_run(tmp_path_factory):
+    cfg = SpansConfig.from_preset("smoke", output_dir=str(tmp_path_factory.mktemp("cvruns")),
+                                  heads=["cls"], crf=[True, False], train_limit=24, trial_limit=8,
+                                  epochs=2, cv_folds=2, cv_limit=12)
+    return run_spans(cfg)
+
+
+def test_cv_selection_tiny_model(cv_run):
+    m = cv_run.metrics()
+    assert [r["member"] for r in m["table"]] == ["cls-crf", "cls", "ensemble"]
+    assert m["n_cv"] == 12 and m["n_train"] == 24 and "2-fold CV" in m["selection"]
+    crf, plain, ens = m["table"]
+    assert crf["tau_token"] is None and plain["tau_token"] in (0.3, 0.4, 0.5, 0.6, 0.7)
+    assert all(r["epoch"] in (1, 2) for r in (crf, plain))
+    assert ens["min_votes"] in (1, 2) and 0.0 <= ens["tau_post"] < 1.0
+    for r in m["table"]:  # CV mean +- sd, trial, CIs and the span-free counts before/after the gate
+        assert 0 <= r["cv_f1"] <= 100 and r["cv_sd"] >= 0 and r["cv_f1_n"] == 12 and r["trial_f1_n"] == 8
+        assert r["trial_f1_lo"] <= r["trial_f1"] <= r["trial_f1_hi"]
+        assert r["empty_before"] <= m["cv_span_free_posts"] and r["empty_after"] <= m["cv_span_free_posts"]
+    arts = cv_run.path / "artifacts"
+    folds = sorted(p.name for p in (arts / "cv" / "cls").iterdir())
+    assert folds == ["fold0.json", "fold1.json"] and len(json.loads((arts / "cv" / "cls" / "fold0.json").read_text())) == 2
+    # final members train on all 24 posts for the CV-chosen epochs; the member files record the choice
+    meta = json.loads((arts / "members" / "cls" / "member.json").read_text())
+    assert meta["decode"]["epoch"] == plain["epoch"] and len(meta["history"]) == 1
+    ens_file = json.loads((arts / "ensemble.json").read_text())
+    assert ens_file["voters"] == ["cls-crf", "cls"] and ens_file["min_votes"] == ens["min_votes"]
+    # per-item files (convention): one value per trial post / CV post for each row; the claim is computed
+    per = json.loads((arts / "per_item" / "char_f1.json").read_text())
+    assert per["metric"] == "char_f1" and len(per["ids"]) == 8 and set(per["values"]) == {"cls-crf", "cls", "ensemble"}
+    assert abs(100 * sum(per["values"]["ensemble"]) / 8 - ens["trial_f1"]) < 0.01
+    assert len(json.loads((arts / "per_item" / "cv_char_f1.json").read_text())["ids"]) == 12
+    assert {c["on"] for c in m["claims"]} == {"trial", "cv"}
+    assert all(c["verdict"] in ("reproduced", "not reproduced", "inconclusive at this scale") for c in m["claims"])
+
+
+def test_cv_run_predictor_and_cli(cv_run, tmp_path, capsys):
+    pred = load_predictor(cv_run.path)
+    assert list(pred.members) == ["cls-crf", "cls"] and pred.min_votes == cv_run.metrics()["min_votes"]
+    out = pred.predict_spans(["you idiot", ""])
+    assert out[1] == [] and all(0 <= o < 9 for o in out[0])
+    good = tmp_path / "good.csv"
+    good.write_text('spans,text\n"[4, 5, 6, 7, 8]",you idiot\n\n[],hello\n')  # blank line: skipped
+    assert main(["spans", "evaluate", "--run", str(cv_run.path), "--data", str(good)]) == 0
+    assert "char F1" in capsys.readouterr().out
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"spans,text\n[],h\xe9llo\n")
+    assert main(["spans", "evaluate", "--run", str(cv_run.path), "--data", str(latin)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: latin.csv row 2: not UTF-8 (byte 0xe9 at offset 15); re-save the file as UTF-8"
+
+
+def test_app_bad_input(cv_run, tmp_path):
+    from workbench.spans.app import predict
+    *_, msg = predict("you idiot", str(tmp_path / "gone"), "ensemble")
+    assert "not found" in msg and "gone" in msg
+    *_, msg = predict("you idiot", str(cv_run.path), "clss")
+    assert msg.startswith("Unknown member 'clss'") and "cls-crf" in msg
+    hl, _, _, _, msg = predict("you \ud800 idiot", str(cv_run.path), "ensemble")
+    assert "".join(c for c, _ in hl) == "you \ufffd idiot" and "toxic characters" in msg
+    hl, _, _, _, msg = predict("you idiot", str(cv_run.path), "cls")
+    assert "".join(c for c, _ in hl) == "you idiot" and "(cls)" in msg
