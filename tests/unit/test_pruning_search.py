@@ -7,7 +7,7 @@ import torch
 
 from workbench.common.models import load_causal_lm
 from workbench.pruning.blocks import BlockModel
-from workbench.pruning.search import SEARCHES, Scorer, del_order_list, greedy
+from workbench.pruning.search import SEARCHES, Scorer, del_order_list, greedy, reference_greedy
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,45 @@ def test_fast_equals_plain(setup):
         assert all(k == "mha" for s in mha for k, _ in s["set"])
     d = del_order_list(a)
     assert list(d) == ["1", "2", "3"] and len(d["3"]) == 6
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_fast_equals_the_algorithm_1_reference(dtype):
+    model, _ = load_causal_lm("tiny:llama", dtype=dtype)
+    torch.manual_seed(2)
+    rows = torch.randint(0, 2000, (5, 16))
+    with BlockModel(model) as bm:
+        for bs in (1, 2, 5):
+            ref = reference_greedy(bm, rows, 3, batch_size=bs)
+            fast = greedy(bm, rows, 3, batch_size=bs)
+            assert [s["removed"] for s in fast] == [[list(b)] for b, _ in ref]
+            assert [s["ppl"] for s in fast] == [p for _, p in ref]  # bit for bit
+            # the reference runs 8 + 7 + 6 full forwards (the fast path: one capture + tails)
+            assert greedy.last_forwards < 0.75 * (8 + 7 + 6)
+
+
+def test_memory_budget_same_order_as_unlimited(caplog):
+    model, _ = load_causal_lm("tiny:llama")
+    torch.manual_seed(3)
+    rows = torch.randint(0, 2000, (6, 12))
+    with BlockModel(model) as bm:
+        free = greedy(bm, rows, 4, batch_size=2)
+        free_work = greedy.last_forwards
+        one = Scorer(bm, rows, 2, budget_bytes=0).n_cached
+        per = 2 * 12 * model.config.hidden_size * 4 * (2 * bm.n_layers + 1)
+        caplog.set_level("INFO", logger="workbench.pruning.scorer")
+        for budget, cached in ((0, 0), (3 * per + 10, 1), (9 * per, 3)):
+            caplog.clear()
+            got = greedy(bm, rows, 4, batch_size=2, budget_bytes=budget)
+            assert [s["set"] for s in got] == [s["set"] for s in free]
+            assert [s["ppl"] for s in got] == [s["ppl"] for s in free]
+            assert f"{cached} of 3 row batches cached" in caplog.text
+            if cached < 3:
+                assert "recomputed in full" in caplog.text
+            # no room left for the candidates' own states: no reuse across steps, more work
+            assert greedy.last_forwards > free_work
+    assert one == 0
 
 
 def test_fast_equals_plain_batched_and_does_less_work(setup):

@@ -8,19 +8,10 @@ Searches (registry `SEARCHES`), each `fn(bm, rows, num, ...) -> list[step dict]`
 - `shortgpt`: remove the K layers with the lowest block influence 1 − cos(x_in, x_out).
 - `rm`: remove the K layers with the lowest relative magnitude ‖f(x)‖ / ‖x + f(x)‖.
 
-Exact speed-ups (`fast=True`, identical order and PPLs to `fast=False`, the plain loop of one
-full forward per candidate and row batch):
-- prefix reuse: the hidden states at every sublayer point of the current model are cached (taken
-  from the previous step's winning candidate, so they cost no extra forward), and each candidate
-  resumes the forward at its own block from the cache: the computation after that point is the
-  plain loop's, so every row NLL is bit-identical;
-- early abandoning: a set's total is the exactly rounded sum (`math.fsum`) of its row NLLs, so
-  it does not depend on the order rows are scored in, and the sum over any subset of rows is <=
-  the total (NLL >= 0). A candidate is dropped once its partial sum exceeds the best complete
-  total: it cannot win or tie. Candidates are scored likeliest-winner first (last step's
-  estimate, else the block influence of the cached states) and rows worst-first, so the bound is
-  tight early;
-- ties go to the first candidate in block order, as in the plain loop.
+`reference_greedy` is Algorithm 1 as written (about ten lines: every candidate scored on every
+row batch by a full forward, the first minimum kept): the tests' oracle for `greedy`, whose fast
+path (`workbench.pruning.scorer`: prefix reuse within and across steps, early abandoning, a
+memory budget) must give the same order and the same PPLs bit for bit at the same batch size.
 
 Each step dict: `step`, `removed` (list of blocks removed at that step), `set` (cumulative,
 sorted), `ppl` (calibration PPL after the step), `ratio`, `candidates` ({"mha:3": ppl or None
@@ -40,8 +31,8 @@ import torch
 from workbench.common.io import read_json, write_json
 from workbench.common.registry import Registry
 from workbench.common.runtime import track
-from workbench.eval.ppl import batch_row_nll
 from workbench.pruning.blocks import Block, BlockModel, layer_blocks
+from workbench.pruning.scorer import Scorer, row_nll
 
 log = logging.getLogger(__name__)
 
@@ -57,98 +48,6 @@ def sorted_set(blocks) -> list[list[Any]]:
     return [[k, i] for k, i in sorted(set(map(tuple, blocks)), key=lambda b: (b[1], b[0]))]
 
 
-def _batches(rows: torch.Tensor, bs: int) -> list[torch.Tensor]:
-    return [rows[i:i + bs] for i in range(0, len(rows), bs)]
-
-
-class Scorer:
-    """Scores removal sets by calibration NLL, plain or with the exact speed-ups.
-
-    A set's total is `math.fsum` of the per-row mean NLLs (the exactly rounded sum, so it does
-    not depend on the order rows are scored in, and the sum over any subset of rows is <= the
-    total: NLLs are >= 0). PPL = exp(total / rows). Work is counted in `batch_evals` (row batches
-    scored) and `forwards` (decoder sublayers run, in units of one full forward).
-    """
-
-    def __init__(self, bm: BlockModel, rows: torch.Tensor, batch_size: int = 1,
-                 fast: bool = True) -> None:
-        if rows.ndim != 2 or len(rows) == 0 or rows.shape[1] < 2:
-            raise ValueError(f"calibration set is empty: no rows to score (shape "
-                             f"{tuple(rows.shape)})")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.bm, self.batches, self.fast = bm, _batches(rows, batch_size), fast
-        self.n_rows = len(rows)
-        self.cache: list[dict[int, torch.Tensor]] = []  # per batch: sublayer point -> hidden
-        self.cache_nll: list[torch.Tensor] = []  # per batch: row NLLs of the cached model
-        self.forwards = 0.0
-        self.batch_evals = 0
-        self.last_partial = math.nan  # mean row NLL seen by the last abandoned candidate
-
-    def ppl(self, total: float) -> float:
-        return math.exp(total / self.n_rows)
-
-    def _run(self, k: int, start: int, store: dict[int, torch.Tensor] | None) -> torch.Tensor:
-        bm = self.bm
-        if start > 0:
-            bm.set_start(start, self.cache[k][start])
-        bm.set_capture(store)
-        try:
-            nll = batch_row_nll(bm.model, self.batches[k])
-        finally:
-            bm.set_start(0, None)
-            bm.set_capture(None)
-        self.forwards += (1 - start / (2 * bm.n_layers)) / len(self.batches)
-        self.batch_evals += 1
-        return nll
-
-    def total(self, removed: set[Block], start: int = 0, bound: float = math.inf,
-              order: list[int] | None = None, capture: bool = False
-              ) -> tuple[float | None, list | None]:
-        """(total NLL with `removed`, captured points) — (None, None) once it exceeds `bound`.
-
-        `start`: resume every row batch at this sublayer point from the cache (fast path);
-        `order`: the order to score the row batches in (abandoning works best with the
-        worst-scoring batches first); `capture`: also return the hidden states at every point
-        from `start` on, per batch (to become the next step's cache without another forward).
-        """
-        self.bm.set_removed(removed)
-        order = list(range(len(self.batches))) if order is None else order
-        vals: list[float] = []
-        stores: list[dict[int, torch.Tensor] | None] = [None] * len(self.batches)
-        nlls: list[torch.Tensor | None] = [None] * len(self.batches)
-        for n, k in enumerate(order, 1):
-            store = {} if capture else None
-            nlls[k] = self._run(k, start if self.fast else 0, store)
-            stores[k] = store
-            vals.extend(nlls[k].tolist())
-            # abandon only while rows remain: a complete total is kept (it loses the comparison)
-            if self.fast and n < len(order) and math.fsum(vals) > bound:
-                self.last_partial = math.fsum(vals) / len(vals)
-                return None, None
-        return math.fsum(vals), (list(zip(stores, nlls, strict=True)) if capture else None)
-
-    def capture(self, removed: set[Block]) -> float:
-        """Full forward with `removed`, caching every sublayer point; returns the total NLL."""
-        self.bm.set_removed(removed)
-        self.cache, self.cache_nll = [], []
-        for k in range(len(self.batches)):
-            store: dict[int, torch.Tensor] = {}
-            self.cache_nll.append(self._run(k, 0, store))
-            self.cache.append(store)
-        return math.fsum(v for t in self.cache_nll for v in t.tolist())
-
-    def adopt(self, start: int, captured: list) -> None:
-        """Make a candidate's captured points (from `start` on) the cache of the next step."""
-        for k, (store, nll) in enumerate(captured):
-            self.cache[k] = {**{p: h for p, h in self.cache[k].items() if p < start}, **store}
-            self.cache_nll[k] = nll
-
-    def batch_order(self) -> list[int]:
-        """Row batches, highest cached NLL first (bad candidates then exceed the bound soonest)."""
-        return sorted(range(len(self.batches)), key=lambda k: -float(self.cache_nll[k].sum()))
-
-
 def _checkpoint_load(path: Path | None, ident: dict) -> list[dict]:
     if path is None or not path.exists():
         return []
@@ -161,8 +60,8 @@ def _checkpoint_load(path: Path | None, ident: dict) -> list[dict]:
 
 
 def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
-           block_type: str = "mix", fast: bool = True, batch_size: int = 1,
-           checkpoint: str | Path | None = None,
+           block_type: str = "mix", fast: bool = True, batch_size: int = 8,
+           checkpoint: str | Path | None = None, budget_bytes: int | None = None,
            on_step: Callable[[dict], None] | None = None,
            stop_when: Callable[[dict], bool] | None = None) -> list[dict]:
     """Algorithm 1: greedily remove the candidate whose removal gives the lowest calibration PPL.
@@ -188,7 +87,7 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
         if hit is not None:
             return steps[: hit + 1]
     removed: set[Block] = {tuple(b) for s in steps for b in s["removed"]}
-    scorer = Scorer(bm, rows, batch_size, fast)
+    scorer = Scorer(bm, rows, batch_size, fast, budget_bytes)
     prior: dict[str, float] = {}  # candidate -> estimated mean NLL from the previous step
     for step in track(range(len(steps) + 1, num + 1), desc=f"{unit} search",
                       total=num - len(steps)):
@@ -198,7 +97,7 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
         totals: dict[str, float | None] = {}
         est: dict[str, float] = {}
         if fast:
-            if not scorer.cache:
+            if not scorer.cache_nll:
                 scorer.capture(removed)
             # score the likeliest winners first (last step's estimate, else the free block
             # influence of the cached hidden states), so most others hit the bound early
@@ -212,12 +111,12 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
             u = cands[j]
             start = min(BlockModel.point(b) for b in u)
             t, cap = scorer.total(removed | set(u), start=start, bound=best, order=rows_order,
-                                  capture=fast)
+                                  key=_ukey(u) if fast else None)
             totals[_ukey(u)] = t
             est[_ukey(u)] = scorer.last_partial if t is None else t / scorer.n_rows
             # the plain loop keeps the first minimum in candidate order: same tie rule
             if t is not None and (t < best or (t == best and j < best_j)):
-                best, best_j, best_cap = t, j, (start, cap)
+                best, best_j, best_cap = t, j, (_ukey(u), start, cap)
         if fast:
             scorer.adopt(*best_cap)
             prior = est
@@ -244,9 +143,29 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
     return steps
 
 
+def reference_greedy(bm: BlockModel, rows: torch.Tensor, num: int, block_type: str = "mix",
+                     batch_size: int = 8) -> list[tuple[Block, float]]:
+    """Algorithm 1 as written: [(removed block, calibration PPL)] per step. The tests' oracle."""
+    removed: list[Block] = []
+    out: list[tuple[Block, float]] = []
+    for _ in range(num):
+        totals = {}
+        for b in (b for b in bm.blocks(block_type) if b not in removed):
+            bm.set_removed([*removed, b])
+            totals[b] = math.fsum(v for i in range(0, len(rows), batch_size)
+                                  for v in row_nll(bm.model, rows[i:i + batch_size]).tolist())
+        best = min(totals, key=totals.__getitem__)  # the first minimum in block order
+        removed.append(best)
+        out.append((best, math.exp(totals[best] / len(rows))))
+    bm.set_removed(())
+    return out
+
+
 def _influence(cache: list[dict[int, torch.Tensor]], cands: list[tuple[Block, ...]]
                ) -> list[float]:
     """1 - cos(x_in, x_out) of each candidate on the cached hidden states (ShortGPT's BI)."""
+    if not cache:
+        return [0.0] * len(cands)
     out = []
     for u in cands:
         a = min(BlockModel.point(b) for b in u)
@@ -287,7 +206,7 @@ def _cumulative(bm: BlockModel, rows: torch.Tensor, order: list[tuple[Block, ...
 # ---- importance metrics (lower = less important) ------------------------------------------
 @METRICS.register("ppl", paper="BlockPruner: calibration PPL with the unit removed")
 def metric_ppl(bm: BlockModel, rows: torch.Tensor, units: list[tuple[Block, ...]],
-               batch_size: int = 1) -> dict[str, float]:
+               batch_size: int = 8) -> dict[str, float]:
     scorer = Scorer(bm, rows, batch_size, fast=False)
     out = {_ukey(u): scorer.ppl(scorer.total(set(u))[0]) for u in track(units, desc="ppl metric")}
     bm.set_removed(())
@@ -313,27 +232,27 @@ def _per_unit(bm, rows, units, batch_size, fn) -> dict[str, float]:
 
 
 @METRICS.register("block_influence", paper="ShortGPT: BI = 1 - cos(x_in, x_out)")
-def metric_bi(bm: BlockModel, rows: torch.Tensor, units, batch_size: int = 1):
+def metric_bi(bm: BlockModel, rows: torch.Tensor, units, batch_size: int = 8):
     return _per_unit(bm, rows, units, batch_size,
                      lambda x, y: 1 - torch.nn.functional.cosine_similarity(x, y, dim=-1))
 
 
 @METRICS.register("relative_magnitude", paper="RM: ||f(x)|| / ||x + f(x)||")
-def metric_rm(bm: BlockModel, rows: torch.Tensor, units, batch_size: int = 1):
+def metric_rm(bm: BlockModel, rows: torch.Tensor, units, batch_size: int = 8):
     return _per_unit(bm, rows, units, batch_size,
                      lambda x, y: (y - x).norm(dim=-1) / y.norm(dim=-1).clamp(min=1e-12))
 
 
 # ---- searches ----------------------------------------------------------------------------
 @SEARCHES.register("blockpruner", paper="BlockPruner (greedy, PPL, blocks)")
-def search_blockpruner(bm, rows, num, *, block_type="mix", fast=True, batch_size=1,
+def search_blockpruner(bm, rows, num, *, block_type="mix", fast=True, batch_size=8,
                        checkpoint=None, on_step=None):
     return greedy(bm, rows, num, unit="block", block_type=block_type, fast=fast,
                   batch_size=batch_size, checkpoint=checkpoint, on_step=on_step)
 
 
 @SEARCHES.register("layer", paper="BlockPruner -block ablation (greedy, PPL, layers; SLEB-like)")
-def search_layer(bm, rows, num, *, block_type="mix", fast=True, batch_size=1,
+def search_layer(bm, rows, num, *, block_type="mix", fast=True, batch_size=8,
                  checkpoint=None, on_step=None):
     return greedy(bm, rows, num, unit="layer", fast=fast, batch_size=batch_size,
                   checkpoint=checkpoint, on_step=on_step)
@@ -353,19 +272,19 @@ def _ranked(bm, rows, num, units, metric, batch_size, target_ratio=None):
 
 
 @SEARCHES.register("oneshot", paper="BlockPruner -search ablation (rank once by PPL)")
-def search_oneshot(bm, rows, num, *, block_type="mix", batch_size=1, target_ratio=None, **_):
+def search_oneshot(bm, rows, num, *, block_type="mix", batch_size=8, target_ratio=None, **_):
     return _ranked(bm, rows, num, [(b,) for b in bm.blocks(block_type)], "ppl", batch_size,
                    target_ratio)
 
 
 @SEARCHES.register("shortgpt", paper="ShortGPT (layer block influence)")
-def search_shortgpt(bm, rows, num, *, batch_size=1, **_):
+def search_shortgpt(bm, rows, num, *, batch_size=8, **_):
     units = [tuple(layer_blocks([i])) for i in range(bm.n_layers)]
     return _ranked(bm, rows, num, units, "block_influence", batch_size)
 
 
 @SEARCHES.register("rm", paper="Relative magnitude (layer), ShortGPT's removal rule")
-def search_rm(bm, rows, num, *, batch_size=1, **_):
+def search_rm(bm, rows, num, *, batch_size=8, **_):
     units = [tuple(layer_blocks([i])) for i in range(bm.n_layers)]
     return _ranked(bm, rows, num, units, "relative_magnitude", batch_size)
 
