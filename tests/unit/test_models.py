@@ -41,9 +41,14 @@ def test_tiny_llama_forward_offline(tiny_llama_dir):
     torch.testing.assert_close(model.lm_head.weight, again.lm_head.weight, rtol=0, atol=0)
 
 
-def test_local_folder_and_hub_id_pass_through(tiny_llama_dir):
+def test_local_folder_passes_through_and_an_uncached_hub_id_fails_offline(tiny_llama_dir,
+                                                                          tmp_path, monkeypatch):
     assert models.resolve_model(str(tiny_llama_dir)) == str(tiny_llama_dir)
-    assert models.resolve_model("meta-llama/Llama-2-7b-hf") == "meta-llama/Llama-2-7b-hf"
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # hub ids: tests/unit/test_hub_resolve.py
+    with pytest.raises(ValueError, match=r"'meta-llama/Llama-2-7b-hf': not in the Hugging Face"):
+        models.resolve_model("meta-llama/Llama-2-7b-hf")
+    with pytest.raises(ValueError, match=r"'bert-large-cased': not in the Hugging Face"):
+        models.resolve_model("bert-large-cased")  # a legacy id without an owner
 
 
 def test_missing_package_prints_install_command(monkeypatch, tmp_path):

@@ -26,6 +26,9 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.jin
 CONFIG_PATTERNS = ("config.json",)
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@[\w./-]+)?$")
 _TRUE = ("1", "true", "yes", "on")
+# the hub's canonical models from before owners (still served, e.g. the toxic spans encoders)
+LEGACY_IDS = re.compile(r"^(bert|roberta|albert|xlnet|distilbert|distilroberta|xlm-roberta|gpt2|"
+                        r"t5|bart|electra|deberta)(-[A-Za-z0-9_.]+)*$")
 
 
 def hub_offline() -> bool:
@@ -47,9 +50,11 @@ def hub_cache_dir() -> Path:
 
 
 def is_hub_id(name: str | os.PathLike) -> bool:
-    """``owner/name`` (one slash, no leading ``.``/``/``) that is not an existing local path."""
+    """``owner/name`` (one slash, no leading ``.``/``/``), or a legacy id without an owner
+    (``bert-large-cased``, ``roberta-large``, ...: ``LEGACY_IDS``), that is not an existing
+    local path."""
     s = str(name)
-    return bool(_HUB_ID.match(s)) and not Path(s).expanduser().exists()
+    return bool(_HUB_ID.match(s) or LEGACY_IDS.match(s)) and not Path(s).expanduser().exists()
 
 
 def _split(name: str) -> tuple[str, str | None]:
@@ -90,12 +95,14 @@ def snapshot(name: str, *, config_only: bool = False) -> Path:
 
 
 def local_model_dir(name: str | os.PathLike, *, config_only: bool = False) -> Path:
-    """Any model name -> a local folder (registry name, local folder, or hub snapshot)."""
+    """Any model name -> a local folder (registry name, local folder, or hub snapshot; the same
+    as ``workbench.common.models.resolve_model``). ``config_only``: a hub snapshot needs only
+    its config.json (no weights are fetched or required)."""
     from workbench.common.models import resolve_model
 
     s = str(name)
-    if is_hub_id(s):
-        return snapshot(s, config_only=config_only)
+    if config_only and is_hub_id(s):
+        return snapshot(s, config_only=True)
     return Path(resolve_model(s))
 
 

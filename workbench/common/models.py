@@ -344,14 +344,18 @@ def _prepare_tiny(arch: str, force: bool = False) -> Path:
 # resolving and loading
 # ------------------------------------------------------------------------------------------
 def resolve_model(name_or_path: str | os.PathLike) -> str:
-    """Registry name -> cached folder; local folder -> itself; otherwise treated as a hub id."""
+    """Registry name -> cached folder; local folder -> itself; hub id -> its local snapshot
+    (`workbench.common.hub.snapshot`: the hub cache only when offline, safetensors only; a
+    one-line error when it is not there)."""
+    from workbench.common import hub
+
     name = str(name_or_path)
     if name.startswith("tiny:") or name in OFFLINE_MODELS:
         return str(prepare(name))
     if Path(name).expanduser().exists():
         return str(Path(name).expanduser())
-    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
-        return name  # a hub id, for users who are online
+    if hub.is_hub_id(name):
+        return str(hub.snapshot(name))
     raise ValueError(
         f"unknown model {name!r}: not a registry name, a local folder or a hub id "
         f"(owner/name).{did_you_mean(name, all_model_names())} Registry: {', '.join(all_model_names())}"
