@@ -110,11 +110,12 @@ def display_rows(rows: Sequence[dict[str, Any]], percent: Sequence[str] = (),
             cell = fmt_value(v, dg if isinstance(v, float) else None)
             parts = cis.get(c)
             if parts and cell != MISSING:
-                lo, hi = (num(r, parts.get("lo", "")), num(r, parts.get("hi", "")))
+                lo, hi = r.get(parts.get("lo", "")), r.get(parts.get("hi", ""))
                 se = r.get(parts.get("stderr", ""))
                 if isinstance(lo, int | float) and isinstance(hi, int | float) and \
                         math.isfinite(lo) and math.isfinite(hi):
-                    cell += f" [{fmt_value(float(lo), dg)}, {fmt_value(float(hi), dg)}]"
+                    lo, hi = float(lo) * scale(c), float(hi) * scale(c)
+                    cell += f" [{fmt_value(lo, dg)}, {fmt_value(hi, dg)}]"
                 elif isinstance(se, int | float) and math.isfinite(se):
                     cell += f" ± {fmt_value(float(se) * scale(c), dg)}"
             d[head] = cell
