@@ -28,7 +28,7 @@ from typing import Any
 from workbench.common import RunDir, resolve_device, resolve_dtype, seed_everything
 from workbench.common.io import read_json, write_json
 from workbench.fusion import represent as R
-from workbench.fusion.config import ALIGN_FIELDS, FuseChatConfig
+from workbench.fusion.config import ALIGN_FIELDS, COUNT_FIELDS, FuseChatConfig
 from workbench.fusion.context import (
     KIND,
     FuseChatContext,
@@ -131,7 +131,7 @@ def _check_all_ids(ctx: FuseChatContext) -> None:
 
 
 # the alignment switches of the config (official-code quirks), as workbench.fusion.align takes them
-DTW_FIELDS = ("dtw_tie_order", "dtw_empty_fallback", "dtw_substring_weight", "align_unit")
+DTW_FIELDS = COUNT_FIELDS
 
 
 def align_settings(cfg: FuseChatConfig, fields: tuple[str, ...] = ALIGN_FIELDS) -> dict[str, Any]:
@@ -144,7 +144,8 @@ def dtw_options(cfg: FuseChatConfig):
     from workbench.fusion import align as A
 
     return A.DTWOptions(tie_order=cfg.dtw_tie_order, empty_fallback=cfg.dtw_empty_fallback,
-                        substring_weight=cfg.dtw_substring_weight, unit=cfg.align_unit)
+                        substring_weight=cfg.dtw_substring_weight, unit=cfg.align_unit,
+                        text=cfg.dtw_text)
 
 
 def vocab_map_kwargs(cfg: FuseChatConfig, kind: str) -> dict[str, Any]:
@@ -174,25 +175,31 @@ def stage_cooccurrence(ctx: FuseChatContext) -> dict[str, Any]:
     ptok = ctx.tokenizer(cfg.pivot)
     pivot_ds = ctx.representations(cfg.pivot)
     settings = align_settings(cfg, DTW_FIELDS)
+    extra = None  # more dialogues for the counts (cfg.ms_count_dialogues), tokenised only
     for src in cfg.sources:
         path = ctx.counts_path(src)
         made_with = path.with_suffix(".settings.json")  # DTW switches the counts were made with
         t0 = time.time()
         if not (path.exists() and made_with.exists() and read_json(made_with) == settings):
+            if extra is None:
+                extra = R.extra_count_dialogues(cfg, [ctx.tokenizer(m) for m in cfg.models])
             counts = A.ms_counts(pivot_ds, ctx.representations(src), ptok, ctx.tokenizer(src),
-                                 options=dtw_options(cfg))
+                                 options=dtw_options(cfg), group_repeats=cfg.ms_group_repeats,
+                                 extra_pairs=R.id_pairs(extra, ptok, ctx.tokenizer(src),
+                                                        cfg.max_length))
             A.save_counts(counts, path)
             write_json(made_with, settings)
         counts = A.load_counts(path)
         sec = time.time() - t0
         out[src] = {"path": str(path.relative_to(ctx.run.path)), "pairs": int(counts.sum()),
+                    "extra_dialogues": None if extra is None else len(extra),
                     "nonzero": int(counts.nnz), "seconds": sec,
                     "samples_per_second": len(pivot_ds) / sec if sec > 0 else None}
     return {"counts": out, "metrics": {}}
 
 
 TABLE_KEYS = ("samples", "positions", "same_vocab", "one_to_one", "one_to_many", "fallback",
-              "empty_rows")
+              "empty_rows", "candidates_exact", "candidates_via_map", "fallback_mass")
 
 
 def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
@@ -220,7 +227,8 @@ def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
                 aligned, stats = A.align_representations(
                     pivot_ds, source_ds, ptok, stok, kind, counts=counts if kind == "ms" else None,
                     rules=align_rules(cfg, kind), options=dtw_options(cfg),
-                    map_kwargs=vocab_map_kwargs(cfg, kind), groups=groups)
+                    map_kwargs=vocab_map_kwargs(cfg, kind), groups=groups,
+                    vocab_text=cfg.vocab_text, group_repeats=cfg.ms_group_repeats)
                 stats = {**stats, "seconds": time.time() - t0, "align_settings": settings}
                 tmp = folder.parent / f".{kind}.tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -233,6 +241,8 @@ def stage_alignment(ctx: FuseChatContext) -> dict[str, Any]:
             table.append({"pivot": cfg.pivot, "source": src, "vocab_map": kind,
                           "mapping_used": stats.get("vocab_map", kind),
                           **{k: stats.get(k) for k in TABLE_KEYS},
+                          "with_candidates_share":
+                              (stats.get("map_info") or {}).get("with_candidates_share"),
                           "seconds": stats.get("seconds")})
     return {"stats": details, "metrics": {"alignment_table": table, "table": table}}
 
