@@ -34,7 +34,8 @@ gradients and optimizer states over N GPUs and gather one unit at a time):
                Loss head (causal LMs): T·V·(b + 8) (logits, their fp32 log-softmax and its
                gradient).
 Inference (one process per GPU, data split with ``--worker I/N``; a model whose weights do not
-fit one GPU is spread over k GPUs with ``device_map="auto"``, N/k such groups):
+fit one GPU is spread over k GPUs with ``device_map="auto"`` (``WORKBENCH_DEVICE_MAP=auto``),
+N/k such groups):
   weights      b·P/k
   activations  T·b·(4h + 2kv + 3i) (one layer alive at a time) + head: full logits T·V·(b + 4)
                (perplexity, pruning search, held-out CE), or a chunked lm_head
@@ -297,24 +298,26 @@ def plan_stage(stage: Stage, shape: Shape, *, gpus: int, gpu_mem_gib: float,
 
 def render_launch(p: StagePlan, *, gpus: int, profile: str, params: str) -> str:
     """The stage's command: training under accelerate with the chosen strategy's config;
-    inference one process per GPU group (``--worker i/groups``), ``device_map=auto`` inside a
-    group of several GPUs."""
+    inference one process per GPU group (``--worker i/groups``), ``WORKBENCH_DEVICE_MAP=auto``
+    (``workbench.common.runtime.resolve_placement``) inside a group of several GPUs."""
     st = p.stage
     if not st.launch:
         return ""
     keys = dict(strategy=p.strategy, gpus=gpus, model=p.model, profile=profile, params=params,
-                ckpt=" -p gradient_checkpointing=true" if p.checkpointing else "", worker="0/1")
+                ckpt=" -p gradient_checkpointing=true" if p.checkpointing else "",
+                fc_ckpt=(" -p 'training_args={gradient_checkpointing: true}'"
+                         if p.checkpointing else ""), worker="0/1")
     if st.kind != "infer":
         return st.launch.format(**keys)
     k = p.gpus_per_model
     groups = max(1, gpus // k)
-    if k > 1:
-        keys["params"] += " -p device_map=auto"
+    env = " WORKBENCH_DEVICE_MAP=auto" if k > 1 else ""
     if "{worker}" not in st.launch:
-        return f"CUDA_VISIBLE_DEVICES={','.join(map(str, range(k)))} " + st.launch.format(**keys)
+        return (f"CUDA_VISIBLE_DEVICES={','.join(map(str, range(k)))}{env} "
+                + st.launch.format(**keys))
     keys["worker"] = f"$i/{groups}"
     devs = "$i" if k == 1 else ",".join(f"$(({k}*i+{j}))" for j in range(k))
-    return (f"for i in $(seq 0 {groups - 1}); do CUDA_VISIBLE_DEVICES={devs} "
+    return (f"for i in $(seq 0 {groups - 1}); do CUDA_VISIBLE_DEVICES={devs}{env} "
             f"{st.launch.format(**keys)} & done; wait")
 
 

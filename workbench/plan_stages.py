@@ -3,7 +3,9 @@
 One function per paper reads the paper's own config (preset + overrides) and lists its stages:
 which models, batch and sequence length, LoRA or full fine-tune, and the launch command template.
 Training stages launch with the accelerate configs in ``configs/accelerate/`` (``ddp.yaml``,
-``fsdp.yaml``, ``zero3.yaml``) and the stage CLIs (``workbench <paper> stage NAME``).
+``fsdp.yaml``, ``zero3.yaml``) and the stage CLIs (``workbench <paper> stage NAME``). A
+FuseChat training stage that needs gradient checkpointing gets
+``-p 'training_args={gradient_checkpointing: true}'``, a SEFT one ``-p gradient_checkpointing=true``.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 from workbench.plan_memory import Stage
 
 TRAIN = ("accelerate launch --config_file configs/accelerate/{strategy}.yaml --num_processes "
-         "{gpus} -m workbench %s stage %s --preset {profile}{params}")
+         "{gpus} -m workbench.cli %s stage %s --preset {profile}{params}")
 _DTYPE_MIXED = ("auto", "bfloat16", "float16")
+FC_CKPT = "{fc_ckpt}"
 
 
 def paper_config(paper: str, profile: str, overrides: dict[str, Any]):
@@ -60,10 +63,10 @@ def _fusechat(cfg) -> list[Stage]:
               mixed=mixed, head="chunked",
               launch="workbench fusechat represent --preset {profile} --model {model} "
                      "--worker {worker}{params}"),
-        Stage("targets", "train", (cfg.pivot,), launch=TRAIN % ("fusechat", "targets"),
+        Stage("targets", "train", (cfg.pivot,), launch=TRAIN % ("fusechat", "targets") + FC_CKPT,
               note=f"fusechat targets: one pivot fine-tune per source ({len(cfg.sources)}), "
                    "each sized here", **train),
-        Stage("baselines", "train", (cfg.pivot,), launch=TRAIN % ("fusechat", "baselines"),
+        Stage("baselines", "train", (cfg.pivot,), launch=TRAIN % ("fusechat", "baselines") + FC_CKPT,
               **train),
         Stage("merges", "merge", (cfg.pivot,) * (len(cfg.sources) + 1),
               launch="workbench fusechat stage merges --preset {profile}{params}"),
@@ -81,7 +84,8 @@ def _fusechat(cfg) -> list[Stage]:
 def _judge(name: str, seq_len: int, new_tokens: int, paper: str, batch: int = 4) -> Stage:
     return Stage("judge (local)", "infer", (name,), batch=batch, seq_len=seq_len,
                  new_tokens=new_tokens,
-                 launch=f"workbench {paper} stage evaluation --preset {{profile}}{{params}}")
+                 launch=(f"workbench {paper} stage evaluation --preset {{profile}}{{params}}"
+                         if paper == "fusechat" else "workbench seft run --preset {profile}{params}"))
 
 
 def _seft(cfg) -> list[Stage]:
@@ -103,11 +107,14 @@ def _seft(cfg) -> list[Stage]:
             Stage("round: sample", "infer", (cfg.policy,), new_tokens=cfg.max_new_tokens, **gen),
             Stage("round: revise", "infer", (cfg.reviser_base,),
                   new_tokens=cfg.reviser_max_new_tokens, **gen),
-            Stage("round: train", "train", (cfg.policy,), launch=TRAIN % ("seft", "round") + ckpt,
-                  note=f"seft rounds: {cfg.rounds} x (sample, revise, train)", **train),
+            Stage("round: train", "train", (cfg.policy,),
+                  launch=TRAIN % ("seft", "round --round 1") + ckpt,
+                  note=f"seft rounds: {cfg.rounds} x (sample, revise, train); `--round R` for "
+                       "R = 1..rounds; evaluation: `workbench seft run` (finished stages are "
+                       "skipped)", **train),
         ]
     stages.append(Stage("evaluation", "infer", (cfg.policy,), new_tokens=cfg.max_new_tokens,
-                        launch="workbench seft stage evaluate --preset {profile}{params}", **gen))
+                        launch="workbench seft run --preset {profile}{params}", **gen))
     if cfg.judge == "hf" or (cfg.judge == "auto" and cfg.judge_model):
         stages.append(_judge(cfg.judge_model or "qwen2.5-coder-0.5b-instruct", cfg.max_length,
                              cfg.judge_max_new_tokens, "seft", cfg.judge_batch_size))

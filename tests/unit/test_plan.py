@@ -103,7 +103,7 @@ def test_smoke_profile_plans_every_stage_with_launch_lines(tiny_llama_dir):
     assert all(p.fits for p in plans)
     sft = plans[1]
     assert sft.launch == ("accelerate launch --config_file configs/accelerate/ddp.yaml "
-                          "--num_processes 2 -m workbench seft stage sft --preset smoke")
+                          "--num_processes 2 -m workbench.cli seft stage sft --preset smoke")
     text = pm.format_plan(plans, paper="seft", profile="smoke", gpus=2, gpu_mem_gib=24)
     assert "reviser" in text and "launch:" in text
 

@@ -104,3 +104,15 @@ def test_local_judge_honours_the_placement(tiny_llama_dir):
     j = make_judge("hf", "tiny:llama", dtype="bfloat16")
     model, _ = j._load()
     assert model.dtype == torch.bfloat16 and runtime.model_device(model).type == "cpu"
+
+
+def test_environment_shards_cuda_loads_only(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_DEVICE_MAP", "auto")
+    monkeypatch.setenv("WORKBENCH_MAX_MEMORY", '{"0": "30GiB", "cpu": "64GiB"}')
+    cpu = resolve_placement("cpu", "auto")
+    assert cpu.device_map is None and cpu.max_memory is None  # CPU runs never change
+    _fake_cuda(monkeypatch)
+    p = resolve_placement("cuda", "auto")
+    assert p.device_map == "auto" and p.max_memory == {0: "30GiB", "cpu": "64GiB"}
+    explicit = resolve_placement("cuda", "auto", device_map={"": 0})
+    assert explicit.device_map == {"": 0} and explicit.max_memory is None

@@ -10,11 +10,14 @@ max_memory)`` (or ``placement_from(cfg)`` for a ``RunConfig``) gives the keyword
 - ``device_map`` (``"auto"``, ``"balanced"``, ... or a module -> device dict) and ``max_memory``
   (``{0: "70GiB", "cpu": "200GiB"}``, or one string for every GPU) shard a model that exceeds
   one device with accelerate's big-model loading; without them the model goes to ``device``.
+  On CUDA the environment can set both for a whole process (``WORKBENCH_DEVICE_MAP=auto``,
+  ``WORKBENCH_MAX_MEMORY``), as the launch lines of ``workbench plan`` do.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import random
@@ -104,8 +107,17 @@ class Placement:
 
 def resolve_placement(device: Any = "auto", dtype: Any = "auto", device_map: Any = None,
                       max_memory: Any = None) -> Placement:
-    """Resolve a placement once (``None`` device = CPU, ``None`` dtype = ``auto``)."""
+    """Resolve a placement once (``None`` device = CPU, ``None`` dtype = ``auto``). On CUDA,
+    without an explicit ``device_map`` / ``max_memory``, the environment's
+    ``WORKBENCH_DEVICE_MAP`` (e.g. ``auto``) and ``WORKBENCH_MAX_MEMORY`` (e.g. ``70GiB`` or
+    ``{"0": "70GiB", "cpu": "200GiB"}`` as JSON) apply: ``workbench plan`` prints them for a
+    model that exceeds one GPU, and no config (nor its run-folder hash) changes."""
     dev = _as_device(device)
+    if dev.type == "cuda" and device_map is None and max_memory is None:
+        device_map = os.environ.get("WORKBENCH_DEVICE_MAP") or None
+        env_mem = os.environ.get("WORKBENCH_MAX_MEMORY") or None
+        if env_mem is not None:
+            max_memory = json.loads(env_mem) if env_mem.lstrip().startswith("{") else env_mem
     if max_memory is not None and device_map is None:
         device_map = "auto"  # a memory cap means accelerate places the model
     return Placement(device=dev, dtype=_as_dtype(dtype, dev), device_map=device_map or None,
