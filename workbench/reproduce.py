@@ -6,8 +6,6 @@
 
 from __future__ import annotations
 
-import html
-import json
 import logging
 import os
 import sys
@@ -19,9 +17,10 @@ from typing import Any
 import yaml
 
 from workbench.common.config import PROFILES
-from workbench.common.io import atomic_write_text, read_json, read_yaml, write_json
+from workbench.common.io import write_json
 from workbench.common.papers import PAPERS
 from workbench.common.registry import did_you_mean
+from workbench.report.anchors import load_anchors  # noqa: F401  (re-exported: its old home)
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +80,8 @@ def run_notebook(name: str, profile: str, results: Path, params: dict[str, Any],
     parameters = {"preset": profile, "output_dir": str(runs_dir.resolve()), **params}
     # the kernel must be this interpreter (the project's venv), whatever PATH says
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    # the kernel inherits it: one summary line per loop instead of progress-bar updates
+    os.environ.setdefault("WORKBENCH_PROGRESS", "summary")
     t0 = time.time()
     log.info("executing %s (profile %s)", src.name, profile)
     try:
@@ -129,74 +130,9 @@ def reproduce(name: str = "all", profile: str = "quick", results: str | Path = "
 
 
 # ------------------------------------------------------------------------------------------
-# HTML report
+# HTML report: workbench.report (claims with verdicts, tables with n and CIs, figures)
 # ------------------------------------------------------------------------------------------
-def load_anchors(name: str) -> dict[str, Any] | None:
-    path = Path(__file__).parent / "anchors" / f"{name}.yaml"
-    return read_yaml(path) if path.exists() else None
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, list | dict):
-        return html.escape(json.dumps(v)[:200])
-    return html.escape(str(v))
-
-
-def html_table(rows: list[dict[str, Any]]) -> str:
-    if not rows:
-        return "<p><em>(empty)</em></p>"
-    cols: list[str] = []
-    for r in rows:
-        cols += [c for c in r if c not in cols]
-    head = "".join(f"<th>{html.escape(str(c))}</th>" for c in cols)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_fmt(r.get(c, ''))}</td>" for c in cols) + "</tr>" for r in rows
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def run_section(run_dir: Path) -> str:
-    metrics = read_json(run_dir / "metrics.json")
-    parts = [f"<h4>run <code>{html.escape(run_dir.name)}</code></h4>"]
-    cfg_path = run_dir / "config.yaml"
-    if cfg_path.exists():
-        cfg = read_yaml(cfg_path) or {}
-        keep = {k: v for k, v in cfg.items() if not isinstance(v, dict | list) or len(str(v)) < 80}
-        parts.append(f"<details><summary>config</summary>{html_table([keep])}</details>")
-    if isinstance(metrics.get("table"), list):
-        parts.append(html_table(metrics["table"]))
-    scalars = {k: v for k, v in metrics.items() if k != "table" and not isinstance(v, dict | list)}
-    if scalars:
-        parts.append(html_table([scalars]))
-    return "\n".join(parts)
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
-font-size:13px}th{background:#f3f3f3}.ok{color:#070}.failed{color:#b00}.missing{color:#888}"""
-
-
 def write_report(results: Path, outcomes: list[NotebookOutcome], profile: str) -> Path:
-    parts = [f"<html><head><meta charset='utf-8'><title>Workbench report ({profile})</title>"
-             f"<style>{_CSS}</style></head><body>",
-             f"<h1>Workbench reproduction report — profile <code>{html.escape(profile)}</code></h1>",
-             html_table([{"notebook": o.name, "status": o.status, "seconds": round(o.seconds, 1),
-                          "runs": len(o.runs), "note": o.error or ""} for o in outcomes])]
-    for o in outcomes:
-        parts.append(f"<h2>{html.escape(NOTEBOOKS[o.name])}</h2>")
-        parts.append(f"<p class='{o.status}'>status: {o.status}"
-                     + (f" — executed notebook: <a href='{o.name}.ipynb'>{o.name}.ipynb</a>"
-                        if o.output else "") + "</p>")
-        if o.error:
-            parts.append(f"<pre>{html.escape(o.error)}</pre>")
-        for run in o.runs:
-            parts.append(run_section(Path(run)))
-        anchors = load_anchors(o.name)
-        if anchors:
-            parts.append(f"<h3>The paper's numbers</h3><p>{html.escape(anchors.get('title', ''))}"
-                         f" — source: {html.escape(anchors.get('source', ''))}</p>")
-            parts.append(html_table(anchors.get("table", [])))
-    parts.append("</body></html>")
-    return atomic_write_text(results / "report.html", "\n".join(parts))
+    from workbench.report.page import write_report as _write
+
+    return _write(results, outcomes, profile, titles=NOTEBOOKS)

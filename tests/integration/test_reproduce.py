@@ -39,7 +39,7 @@ def test_reproduce_runs_notebooks_and_writes_report(tmp_path, monkeypatch):
                       "toxic_spans": "missing"}
     assert summary["params"] == {"seed": 3}
     report = (results / "report.html").read_text()
-    assert "BlockPruner" in report and "<td>12.5</td>" in report and "boom in cell" in report
+    assert "BlockPruner" in report and "<td>12.50</td>" in report and "boom in cell" in report
     assert (results / "blockpruner.ipynb").exists()
     cfg = (results / "runs" / "blockpruner").glob("*/config.yaml")
     assert "seed: 3" in next(cfg).read_text()
