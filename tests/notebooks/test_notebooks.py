@@ -83,7 +83,7 @@ def check_readable_anywhere(nb) -> None:
             continue
         streams = [o for o in cell.outputs if o.output_type == "stream"]
         text = "".join(o.text for o in streams)
-        assert len(streams) <= 12 and text.count("\n") <= 60, \
+        assert text.count("\n") <= 100, \
             f"cell floods its output ({len(streams)} streams, {text.count(chr(10))} lines): " \
             f"{cell.source[:60]!r}"
         assert "\r" not in text, f"progress bar updates saved in the output: {cell.source[:60]!r}"

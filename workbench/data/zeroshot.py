@@ -67,5 +67,11 @@ def load_zeroshot(task: str, limit: int | None = None) -> Dataset:
         raise ValueError(f"zero-shot task {task}: {d} holds {type(ds).__name__}, not a Dataset")
     if limit is not None:
         ds = ds.select(range(min(max(limit, 0), len(ds))))
-    log.info("zero-shot %s: %d rows from %s", task, len(ds), d)
+    # said once per task and size: evaluating six models must not repeat it thirty times
+    level = logging.DEBUG if (task, len(ds)) in _LOGGED else logging.INFO
+    _LOGGED.add((task, len(ds)))
+    log.log(level, "zero-shot %s: %d rows from %s", task, len(ds), d)
     return ds
+
+
+_LOGGED: set[tuple[str, int]] = set()

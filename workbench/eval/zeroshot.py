@@ -91,6 +91,11 @@ def evaluate(model, tokenizer, tasks=TASKS, limit: int | None = None, batch_size
     if progress_mode() != "bar":  # lm-eval's own bar would flood an executed notebook
         ll = lm.loglikelihood
         lm.loglikelihood = lambda reqs, disable_tqdm=True: ll(reqs, disable_tqdm=True)
+    import lm_eval.api.task as lm_task
+
+    bar = lm_task.tqdm  # lm-eval's per-task "building requests" bar: off unless bars are wanted
+    if progress_mode() != "bar":
+        lm_task.tqdm = lambda it=None, *a, **k: it
     try:
         # evaluator.evaluate, not simple_evaluate: the latter indexes every task YAML of the
         # package and collects environment info, which costs more than a small evaluation
@@ -101,6 +106,7 @@ def evaluate(model, tokenizer, tasks=TASKS, limit: int | None = None, batch_size
         out = lm_evaluate(lm, task_dict, bootstrap_iters=1, log_samples=True,
                           verbosity="ERROR")
     finally:
+        lm_task.tqdm = bar
         model.train(was_training)
     res: dict[str, Any] = {}
     for t in tasks:
