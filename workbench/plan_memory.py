@@ -79,6 +79,7 @@ class Shape:
     encoder: bool = False
     lora: int = 0  # trainable parameters of LoRA (r = lora_r) on every linear but the head
     source: str = ""  # where config.json came from
+    note: str = ""  # a bundled config's caveat
 
 
 def bundled_configs() -> dict[str, Path]:
@@ -114,6 +115,8 @@ def find_config(name: str) -> tuple[dict[str, Any], str]:
                          f"cached hub id or bundled config ({', '.join(sorted(bundled))})")
     data = json.loads(Path(path).read_text())
     where = "bundled" if Path(path).parent.name == "model_configs" else str(path)
+    if data.get("_note"):
+        where += f" ({data['_note']})"
     return {k: v for k, v in data.items() if not k.startswith("_")}, where
 
 
@@ -157,7 +160,8 @@ def model_shape(name: str, *, encoder: bool = False, lora_r: int = 8) -> Shape:
             lora += lora_r * (mod.in_features + mod.out_features)
     return Shape(name=name, params=params, unit=max(layer, emb, max(mats)),
                  largest_tensor=max(mats), layers=n, hidden=h, kv=kv, inter=inter, heads=heads,
-                 vocab=int(text.vocab_size), encoder=encoder, lora=lora, source=where)
+                 vocab=int(text.vocab_size), encoder=encoder, lora=lora,
+                 source=where.split(" (")[0], note=where.partition(" (")[2].rstrip(")"))
 
 
 # ---- the memory model (pure; see the module docstring) ----------------------------------------
@@ -345,10 +349,18 @@ def make_plan(paper: str, profile: str = "paper", *, gpus: int = 8, gpu_mem_gib:
                                           lora_r=int(getattr(cfg, "lora_r", 8) or 8))
             p = plan_stage(st, shapes[key], gpus=gpus, gpu_mem_gib=gpu_mem_gib,
                            strategy=strategy, overhead_gib=overhead_gib)
-            p.launch = render_launch(p, gpus=gpus, profile=profile, params=params)
-            if st.note:
-                p.notes.append(st.note)
+            p.notes += [n for n in (st.note, shapes[key].note and
+                                    f"{name}: {shapes[key].note}") if n]
             out.append(p)
+        mine = out[len(out) - len(targets):]
+        if st.kind == "infer" and "{worker}" not in st.launch:
+            # one process loads these models one after another: it needs the most GPUs any takes
+            widest = max(mine, key=lambda q: q.gpus_per_model)
+            for q in mine:
+                q.launch = render_launch(widest, gpus=gpus, profile=profile, params=params)
+        else:
+            for q in mine:
+                q.launch = render_launch(q, gpus=gpus, profile=profile, params=params)
     return out
 
 
@@ -388,7 +400,8 @@ def format_plan(plans: list[StagePlan], *, paper: str, profile: str, gpus: int,
     for p in plans:
         if p.launch and p.launch not in seen:
             seen.add(p.launch)
-            lines.append(f"  # {p.stage.name} ({_short(p.model, 60)})")
+            lines.append(f"  # {p.stage.name}" + ("" if p.stage.kind != "infer" or "{worker}" not in
+                                                     p.stage.launch else f" ({p.model})"))
             lines.append(f"  {p.launch}")
     notes = sorted({n for p in plans for n in p.notes})
     sources = sorted({f"{p.model}: {p.shape.source}" for p in plans if p.shape.source == "bundled"})
