@@ -23,34 +23,41 @@ def _wrap(text: str, width: int = 48) -> str:
 
 
 def claims_figure(results: Sequence[ClaimResult], title: str = "") -> go.Figure | None:
-    """One row per claim: the estimate with its 95 % CI (colour = verdict) and the claim's
-    threshold (0 for a difference) as an open diamond. None when no claim has a number."""
+    """One panel per claim (claims differ in units): the estimate with its 95 % CI (colour =
+    verdict) and the claim's threshold (0 for a difference) as a dashed line. None when no
+    claim has a number."""
+    from plotly.subplots import make_subplots
+
     rows = [r for r in results if r.estimate is not None and math.isfinite(r.estimate.value)]
     if not rows:
         return None
-    fig = go.Figure()
-    for verdict, colour in VERDICT_COLOURS.items():
-        sel = [r for r in rows if r.verdict == verdict]
-        if not sel:
-            continue
-        e = [r.estimate for r in sel]
+    fig = make_subplots(rows=len(rows), cols=1, vertical_spacing=min(0.12, 0.5 / len(rows)),
+                        subplot_titles=[_wrap(r.text, 110) for r in rows])
+    shown: set[str] = set()
+    for i, r in enumerate(rows, 1):
+        e = r.estimate
+        colour = VERDICT_COLOURS.get(r.verdict, "#888888")
+        err = ({"type": "data", "symmetric": False, "array": [e.hi - e.value],
+                "arrayminus": [e.value - e.lo]} if e.has_ci else None)
         fig.add_trace(go.Scatter(
-            x=[x.value for x in e], y=[_wrap(r.text) for r in sel], mode="markers",
-            marker={"color": colour, "size": 10}, name=verdict,
-            error_x={"type": "data", "symmetric": False,
-                     "array": [x.hi - x.value if x.has_ci else 0 for x in e],
-                     "arrayminus": [x.value - x.lo if x.has_ci else 0 for x in e]},
-            customdata=[[r.what, stats.fmt_ci(r.estimate, 3)] for r in sel],
-            hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[r.margin for r in rows], y=[_wrap(r.text) for r in rows],
-                             mode="markers", name="claim's threshold",
-                             marker={"symbol": "diamond-open", "size": 12, "color": "black"}))
-    fig.update_layout(title=title or "Claims: estimate and 95 % CI (difference, or value vs "
-                      "threshold)", height=140 + 70 * len(rows),
-                      margin={"l": 10, "r": 10, "t": 50, "b": 40},
-                      xaxis_title="estimate (units of the claim's metric)",
-                      legend={"orientation": "h", "y": -0.2})
-    fig.update_yaxes(autorange="reversed")
+            x=[e.value], y=[r.what], mode="markers", error_x=err, name=r.verdict,
+            legendgroup=r.verdict, showlegend=r.verdict not in shown,
+            marker={"color": colour, "size": 11},
+            hovertemplate=f"{r.what}<br>{stats.fmt_ci(e, 3)}<br>{r.verdict}<extra></extra>"),
+            row=i, col=1)
+        shown.add(r.verdict)
+        fig.add_vline(x=r.margin, line_dash="dash", line_color="black", row=i, col=1)
+        lo = min(e.lo if e.has_ci else e.value, r.margin)
+        hi = max(e.hi if e.has_ci else e.value, r.margin)
+        pad = (hi - lo) * 0.15 or abs(hi) * 0.1 or 1.0
+        fig.update_xaxes(range=[lo - pad, hi + pad], row=i, col=1)
+        fig.update_yaxes(showticklabels=True, row=i, col=1)
+    fig.update_layout(title=title or "Claims: estimate and 95 % CI against the claim's "
+                      "threshold (dashed)", height=120 + 130 * len(rows),
+                      margin={"l": 10, "r": 10, "t": 80, "b": 30},
+                      legend={"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 1,
+                              "xanchor": "right"})
+    fig.update_annotations(font_size=12)
     return fig
 
 

@@ -28,14 +28,14 @@ PROFILE_NOTES = {
     "paper": "paper: the papers' models and hyper-parameters (judged by the judge named below).",
 }
 
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1400px;color:#222}
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:2000px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;
 font-size:13px;vertical-align:top}th{background:#f3f3f3;text-align:left}
 .ok{color:#070}.failed{color:#b00}.missing{color:#888}
 .banner{background:#fff4e0;border-left:5px solid #e0a000;padding:.6em 1em;margin:1em 0}
 .split{background:#e8f1fb;border-left:5px solid #3b78c2;padding:.5em 1em;margin:.5em 0}
 .gap{color:#b00}.scale{color:#444}.side{display:flex;flex-wrap:wrap;gap:2em;align-items:flex-start}
-.side>div{min-width:0;overflow-x:auto}
+.side>div{flex:1 1 0;min-width:420px;overflow-x:auto}
 .v-reproduced{color:#1a7f37;font-weight:600}.v-not{color:#c62828;font-weight:600}
 .v-inconclusive{color:#b26a00;font-weight:600}.v-none{color:#888}"""
 
@@ -75,8 +75,7 @@ def claim_rows(results: Sequence[ClaimResult]) -> list[dict[str, str]]:
         est = r.estimate
         rows.append({
             "claim": r.text, "verdict": r.verdict,
-            "estimate [95 % CI]": (stats.fmt_ci(est, _digits(est)).rsplit(" (n=", 1)[0]
-                                   if est else "–"),
+            "estimate [95 % CI]": _estimate_text(est),
             "n": str(est.n) if est and est.n else "–",
             "compared": r.what or "–",
             "threshold": (f"{stats.direction_op(r.direction)} {float(r.margin):g}"
@@ -86,8 +85,21 @@ def claim_rows(results: Sequence[ClaimResult]) -> list[dict[str, str]]:
 
 
 def _digits(est: stats.Estimate) -> int:
+    """Decimals by magnitude, more when a narrow interval would print as [x, x]."""
     a = max(abs(est.value), abs(est.hi) if est.has_ci else 0.0)
-    return 1 if a >= 100 else 2 if a >= 1 else 3
+    d = 1 if a >= 100 else 2 if a >= 1 else 3
+    while est.has_ci and est.hi > est.lo and d < 6 and \
+            stats.fmt_num(est.lo, d) == stats.fmt_num(est.hi, d):
+        d += 1
+    return d
+
+
+def _estimate_text(est: stats.Estimate | None) -> str:
+    if est is None:
+        return "–"
+    if not est.has_ci:
+        return f"{stats.fmt_num(est.value, _digits(est))} (no CI)"
+    return stats.fmt_ci(est, _digits(est)).rsplit(" (n=", 1)[0]
 
 
 def claims_html(results: Sequence[ClaimResult]) -> str:
