@@ -29,6 +29,7 @@ def test_display_rows_fold_cis_and_label_percent():
     assert out[1]["win (%)"] == "62.00 [55.00, 70.00]" and out[0]["win (%)"] == "50.00"
     assert out[1]["judge"] == "6.00 ± 0.25" and out[0]["judge"] == "5.12"  # no 16-digit floats
     assert out[0]["x"] == "–" and out[0]["d"] == "0.000"  # no None, no -0
+    assert out[1]["x"] == "3" and out[1]["n"] == "40"  # counts stay integers
     assert fmt_value(-0.0) == "0.000" and fmt_value(float("nan")) == "–"
 
 

@@ -93,7 +93,9 @@ def display_rows(rows: Sequence[dict[str, Any]], percent: Sequence[str] = (),
 
     def num(r: dict, c: str) -> Any:
         v = r.get(c)
-        return v * scale(c) if isinstance(v, int | float) and not isinstance(v, bool) else v
+        if c in pct and isinstance(v, int | float) and not isinstance(v, bool):
+            return float(v) * 100.0
+        return v
 
     out = []
     digits = {c: _digits_for(num(r, c) for r in rows) for c in cols}
@@ -105,8 +107,6 @@ def display_rows(rows: Sequence[dict[str, Any]], percent: Sequence[str] = (),
             head = f"{c} (%)" if c in pct_cols and not c.endswith("_pct") else c
             v = num(r, c)
             dg = digits[c]
-            if isinstance(v, int) and not isinstance(v, bool) and c in pct:
-                v = float(v)
             cell = fmt_value(v, dg if isinstance(v, float) else None)
             parts = cis.get(c)
             if parts and cell != MISSING:
