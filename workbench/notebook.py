@@ -36,6 +36,7 @@ def setup_notebook(level: int | str = "INFO") -> None:
     pd.set_option("display.max_columns", 60)
     pd.set_option("display.width", 200)
     pd.set_option("display.max_colwidth", 80)
+    pd.set_option("display.precision", 3)  # no 16-digit floats in plain DataFrames either
 
 
 def _units(paper: str | None) -> tuple[list[str], list[str]]:
