@@ -6,7 +6,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from workbench.reproduce import load_anchors
+from workbench.report.anchors import load_anchors
 
 
 def table_figure(rows: list[dict[str, Any]], title: str = "") -> go.Figure:
