@@ -104,3 +104,12 @@ def test_snapshot_without_safetensors_is_refused(hub_cache, tmp_path):
 def test_registry_names_and_folders_are_untouched(tiny_llama_dir):
     assert hub.local_model_dir(str(tiny_llama_dir)) == Path(tiny_llama_dir)
     assert hub.local_model_dir("tiny:llama") == models.prepare("tiny:llama")
+
+
+def test_sce_weights_take_hub_ids(hub_cache):
+    from workbench.fusion.train.merges import sce_matrix_weights
+
+    rows = sce_matrix_weights("org/base", {"a": "org/target-0", "b": "org/target-1"}, tau=0.5)
+    assert rows and {r["target"] for r in rows} == {"a", "b"}
+    one = [r["eta"] for r in rows if r["tensor"] == rows[0]["tensor"]]
+    assert abs(sum(one) - 1) < 1e-5  # the two coefficients of a matrix sum to 1
