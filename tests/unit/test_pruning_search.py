@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -160,3 +162,47 @@ def test_errors(setup):
     with pytest.raises(ValueError, match="unknown block search"):
         SEARCHES.get("blockpruner2")
 
+
+
+def test_per_param_score_hand_values():
+    from workbench.pruning.search import per_param_score
+
+    # mean NLL 4.0 with the block removed vs 2.0 now, over 4 parameters
+    assert per_param_score(12.0, 6.0, 3, 4) == 0.5
+    assert per_param_score(6.0, 6.0, 3, 10) == 0.0
+
+
+def test_size_aware_rule_on_a_hand_built_case(setup):
+    model, rows = setup
+    with BlockModel(model) as bm:
+        plain = greedy(bm, rows, 1, fast=False)
+        ppl_pick = plain[0]["removed"][0]
+        dense = bm.model and greedy(bm, rows, 1, fast=False, rule="per_param")
+        # hand-built sizes: one block other than the PPL winner is 10^6 times bigger
+        big = ["mlp", 3] if ppl_pick != ["mlp", 3] else ["mlp", 2]
+        sizes = {(k, i): (10**9 if [k, i] == big else 1000) for k, i in bm.blocks("mix")}
+        bm.block_params = lambda b: sizes[tuple(b)]
+        cur = math.log(Scorer(bm, rows, fast=False).ppl(Scorer(bm, rows, fast=False)
+                                                         .total(set())[0]))
+        for fast in (False, True):
+            got = greedy(bm, rows, 1, fast=fast, rule="per_param")
+            cands = plain[0]["candidates"]
+            # by hand: the smallest (log PPL with the block removed - log PPL now) / size
+            want = min(cands, key=lambda k: (math.log(cands[k]) - cur)
+                       / sizes[(k.split(":")[0], int(k.split(":")[1]))])
+            assert f"{got[0]['removed'][0][0]}:{got[0]['removed'][0][1]}" == want
+            assert got[0]["rule"] == "per_param" and got[0]["ppl"] == cands[want]
+        if (math.log(cands[f"{big[0]}:{big[1]}"]) - cur) > 0:
+            assert got[0]["removed"][0] == big != ppl_pick
+        assert dense  # the unpatched run works too
+    with BlockModel(model) as bm, pytest.raises(ValueError, match="rule must be"):
+        greedy(bm, rows, 1, rule="size")
+
+
+def test_size_aware_fast_equals_reference(setup):
+    model, rows = setup
+    with BlockModel(model) as bm:
+        ref = reference_greedy(bm, rows, 3, batch_size=2, rule="per_param")
+        got = greedy(bm, rows, 3, batch_size=2, rule="per_param")
+    assert [s["removed"] for s in got] == [[list(b)] for b, _ in ref]
+    assert [s["ppl"] for s in got] == [p for _, p in ref]

@@ -26,6 +26,7 @@ from workbench.pruning.search import SEARCHES, del_order_list, steps_table
 log = logging.getLogger(__name__)
 KIND = "blockpruner"
 LAYER_METHODS = ("layer", "shortgpt", "rm")
+GREEDY_METHODS = ("blockpruner", "size_aware")  # block greedy searches that can stop at a ratio
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -33,7 +34,9 @@ class PruningConfig(RunConfig):
     PRESETS: ClassVar[str] = "blockpruner"
 
     model: str = field(default="tiny:llama", metadata={"help": "model name or path"})
-    method: str = field(default="blockpruner", metadata={"help": "main search (SEARCHES key)"})
+    method: str = field(default="blockpruner", metadata={
+        "help": "main search (SEARCHES key): blockpruner (the paper) | size_aware (smallest "
+                "log-PPL increase per removed parameter) | oneshot | layer | shortgpt | rm"})
     baselines: tuple[str, ...] = field(default=("oneshot", "layer", "shortgpt", "rm"),
                                        metadata={"help": "other searches at matched ratio"})
     block_type: str = field(default="mix", metadata={"help": "mix | mha | mlp"})
@@ -145,23 +148,22 @@ def run_block_search(cfg: PruningConfig, run: RunDir | None = None,
     cal = _calibration(cfg, tok)
     rows = cal.rows
     with BlockModel(model) as bm:
-        if cfg.target_ratio is not None and cfg.method == "blockpruner":
-            steps = _greedy_to_ratio(cfg, bm, rows, run)
+        if cfg.target_ratio is not None and cfg.method in GREEDY_METHODS:
+            steps = _greedy_to_ratio(cfg, bm, rows, run, cfg.method, cfg.target_ratio)
         else:
             steps = _search(cfg, bm, rows, cfg.method, run, _main_num(cfg, bm))
     return steps, (model, tok, cal)
 
 
-def _greedy_to_ratio(cfg, bm, rows, run) -> list[dict]:
-    from workbench.pruning.search import greedy
-
-    steps = greedy(bm, rows, len(bm.blocks(cfg.block_type)) - 1, block_type=cfg.block_type,
-                   fast=cfg.fast, batch_size=cfg.batch_size,
-                   checkpoint=run.checkpoints / "blockpruner.json",
-                   stop_when=lambda rec: rec["ratio"] >= cfg.target_ratio)
-    steps = _cut(steps, cfg.target_ratio)
-    run.write_artifact_json("blockpruner_steps.json", steps)
-    run.write_artifact_json("blockpruner_del_order_list.json", del_order_list(steps))
+def _greedy_to_ratio(cfg, bm, rows, run, method: str, target: float) -> list[dict]:
+    """A block greedy search run until its parameter ratio reaches `target`."""
+    steps = SEARCHES.get(method)(
+        bm, rows, len(bm.blocks(cfg.block_type)) - 1, block_type=cfg.block_type,
+        fast=cfg.fast, batch_size=cfg.batch_size, checkpoint=run.checkpoints / f"{method}.json",
+        stop_when=lambda rec: rec["ratio"] >= target)
+    steps = _cut(steps, target)
+    run.write_artifact_json(f"{method}_steps.json", steps)
+    run.write_artifact_json(f"{method}_del_order_list.json", del_order_list(steps))
     return steps
 
 
@@ -200,7 +202,9 @@ def run_blockpruner(cfg: PruningConfig) -> PruningResult:
         for b in cfg.baselines:
             if b == cfg.method:
                 continue
-            if b in LAYER_METHODS:
+            if b in GREEDY_METHODS:  # the other block greedy, up to the same ratio
+                all_steps[b] = _greedy_to_ratio(cfg, bm, rows, run, b, ratio - 1e-12)
+            elif b in LAYER_METHODS:
                 all_steps[b] = _search(cfg, bm, rows, b, run, _layers_for_ratio(bm, ratio))
             elif b == "oneshot":  # the ranked prefix whose ratio is closest to the main one's
                 all_steps[b] = _search(cfg, bm, rows, b, run, len(bm.blocks(cfg.block_type)),
@@ -210,8 +214,7 @@ def run_blockpruner(cfg: PruningConfig) -> PruningResult:
     from workbench.eval.ppl import wikitext2_rows
 
     wiki = wikitext2_rows(tok, cfg.eval_seq_len, cfg.eval_max_rows)
-    names = {"blockpruner": "BlockPruner", "oneshot": "-search", "layer": "layer-level",
-             "shortgpt": "ShortGPT", "rm": "RM"}
+    from workbench.viz.pruning import METHOD_NAMES as names
     table = []
     for m, removed in [("dense", []), *((m, st[-1]["set"]) for m, st in all_steps.items())]:
         # each evaluation is saved as it finishes: a killed run resumes after the last one

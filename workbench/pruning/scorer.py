@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -138,11 +139,12 @@ class Scorer:
         self.batch_evals += 1
         return nll
 
-    def total(self, removed: set, start: int = 0, bound: float = math.inf,
+    def total(self, removed: set, start: int = 0,
+              bound: float | Callable[[float], bool] = math.inf,
               order: list[int] | None = None, key: str | None = None
               ) -> tuple[float | None, tuple[list, list] | None]:
         """(total NLL with `removed`, (per-batch states from `start` on, per-batch row NLLs)),
-        or (None, None) once the partial sum exceeds `bound`.
+        or (None, None) once the partial sum exceeds `bound` (or `bound(partial sum)` is true).
 
         Fast path: every cached row batch resumes at `start` from the cache, or later from the
         candidate `key`'s own states; its states from `start` on are returned (to become the
@@ -150,6 +152,7 @@ class Scorer:
         """
         self.bm.set_removed(removed)
         order = list(range(len(self.batches))) if order is None else order
+        lost = bound if callable(bound) else (lambda part, b=bound: part > b)
         vals: list[float] = []
         states: list[dict[int, torch.Tensor] | None] = [None] * len(self.batches)
         nlls: list[torch.Tensor | None] = [None] * len(self.batches)
@@ -170,7 +173,7 @@ class Scorer:
                 nlls[k] = self._run(k, 0, None, None)
             vals.extend(nlls[k].tolist())
             # abandon only while rows remain: a complete total is kept (it loses the comparison)
-            if self.fast and n < len(order) and math.fsum(vals) > bound:
+            if self.fast and n < len(order) and lost(math.fsum(vals)):
                 self.last_partial = math.fsum(vals) / len(vals)
                 return None, None
         return math.fsum(vals), (states, nlls)

@@ -4,6 +4,8 @@ Searches (registry `SEARCHES`), each `fn(bm, rows, num, ...) -> list[step dict]`
 - `blockpruner`: greedy iterative search over blocks (`block_type` mix | mha | mlp), importance =
   calibration PPL with the block removed on top of the blocks already removed (the paper).
 - `oneshot`: rank every block once on the dense model, remove the K lowest ("−search" ablation).
+- `size_aware` (beyond the paper): the same greedy search, choosing the block with the smallest
+  increase of the mean calibration NLL per removed parameter (`per_param_score`);
 - `layer`: the same greedy search with whole layers as candidates ("−block" ablation, SLEB-like).
 - `shortgpt`: remove the K layers with the lowest block influence 1 − cos(x_in, x_out).
 - `rm`: remove the K layers with the lowest relative magnitude ‖f(x)‖ / ‖x + f(x)‖.
@@ -37,6 +39,7 @@ from workbench.pruning.scorer import Scorer, row_nll
 log = logging.getLogger(__name__)
 
 METRICS: Registry = Registry("importance metric")
+RULES = ("ppl", "per_param")
 SEARCHES: Registry = Registry("block search")
 
 
@@ -62,11 +65,14 @@ def _checkpoint_load(path: Path | None, ident: dict) -> list[dict]:
 def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
            block_type: str = "mix", fast: bool = True, batch_size: int = 8,
            checkpoint: str | Path | None = None, budget_bytes: int | None = None,
-           on_step: Callable[[dict], None] | None = None,
+           rule: str = "ppl", on_step: Callable[[dict], None] | None = None,
            stop_when: Callable[[dict], bool] | None = None) -> list[dict]:
     """Algorithm 1: greedily remove the candidate whose removal gives the lowest calibration PPL.
 
     `unit="block"`: candidates are blocks of `block_type`; `unit="layer"`: whole layers.
+    `rule="ppl"` (the paper): lowest PPL; `rule="per_param"` (size-aware, beyond the paper):
+    lowest increase of the mean calibration NLL (log PPL) per removed parameter, see
+    `per_param_score`.
     Runs `num` steps, or fewer: it stops after the first step for which `stop_when(step)` is
     true (also when resuming from a checkpoint that already holds such a step).
     """
@@ -78,9 +84,14 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
     else:
         raise ValueError(f"unit must be block|layer, got {unit!r}")
     _check_num(num, len(units), unit)
+    if rule not in RULES:
+        raise ValueError(f"rule must be one of {', '.join(RULES)}, got {rule!r}")
+    params = {_ukey(u): sum(bm.block_params(b) for b in u) for u in units}
     ckpt = Path(checkpoint) if checkpoint else None
     ident = {"unit": unit, "block_type": block_type, "num": num, "rows": list(rows.shape),
              "rows_sum": int(rows.sum()), "n_layers": bm.n_layers}
+    if rule != "ppl":
+        ident["rule"] = rule
     steps = _checkpoint_load(ckpt, ident)[:num]
     if stop_when is not None:
         hit = next((i for i, s in enumerate(steps) if stop_when(s)), None)
@@ -88,7 +99,13 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
             return steps[: hit + 1]
     removed: set[Block] = {tuple(b) for s in steps for b in s["removed"]}
     scorer = Scorer(bm, rows, batch_size, fast, budget_bytes)
-    prior: dict[str, float] = {}  # candidate -> estimated mean NLL from the previous step
+    prior: dict[str, float] = {}  # candidate -> estimated score from the previous step
+    cur: float | None = None  # total NLL of the current model (size-aware rule)
+    n = scorer.n_rows
+
+    def score(t: float, k: str) -> float:
+        return t if rule == "ppl" else per_param_score(t, cur, n, params[k])
+
     for step in track(range(len(steps) + 1, num + 1), desc=f"{unit} search",
                       total=num - len(steps)):
         cands = [u for u in units if not set(u) & removed]
@@ -98,7 +115,7 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
         est: dict[str, float] = {}
         if fast:
             if not scorer.cache_nll:
-                scorer.capture(removed)
+                cur = scorer.capture(removed)
             # score the likeliest winners first (last step's estimate, else the free block
             # influence of the cached hidden states), so most others hit the bound early
             bi = _influence(scorer.cache, cands)
@@ -107,27 +124,36 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
             rows_order = scorer.batch_order()
         else:
             order, rows_order = list(range(len(cands))), None
+            if rule != "ppl" and cur is None:
+                cur = scorer.total(removed)[0]
+        best_t = math.inf
         for j in order:
-            u = cands[j]
+            u, k = cands[j], _ukey(cands[j])
             start = min(BlockModel.point(b) for b in u)
-            t, cap = scorer.total(removed | set(u), start=start, bound=best, order=rows_order,
-                                  key=_ukey(u) if fast else None)
-            totals[_ukey(u)] = t
-            est[_ukey(u)] = scorer.last_partial if t is None else t / scorer.n_rows
+            # score(t) is monotone in t and the total >= any partial sum: a candidate whose
+            # partial sum already scores worse than the best cannot win or tie
+            t, cap = scorer.total(removed | set(u), start=start, order=rows_order,
+                                  bound=lambda part, k=k, b=best: score(part, k) > b,
+                                  key=k if fast else None)
+            totals[k] = t
+            est[k] = score(scorer.last_partial * n if t is None else t, k)
             # the plain loop keeps the first minimum in candidate order: same tie rule
-            if t is not None and (t < best or (t == best and j < best_j)):
-                best, best_j, best_cap = t, j, (_ukey(u), start, cap)
+            if t is not None and (score(t, k) < best or (score(t, k) == best and j < best_j)):
+                best, best_t, best_j, best_cap = score(t, k), t, j, (k, start, cap)
         if fast:
             scorer.adopt(*best_cap)
             prior = est
         chosen = cands[best_j]
         removed |= set(chosen)
+        cur = best_t
         rec = {"step": step, "removed": [list(b) for b in chosen], "set": sorted_set(removed),
-               "ppl": scorer.ppl(best), "ratio": bm.ratio(removed),
+               "ppl": scorer.ppl(best_t), "ratio": bm.ratio(removed),
                "candidates": {k: (None if v is None else scorer.ppl(v))
                               for k, v in sorted(totals.items(), key=lambda kv: _sort_key(kv[0]))},
                "work": {"row_batches": scorer.batch_evals - work0[0],
                         "full_forwards": round(scorer.forwards - work0[1], 3)}}
+        if rule != "ppl":
+            rec["rule"], rec["score"] = rule, best
         steps.append(rec)
         log.info("step %d: remove %s -> ppl %.3f (ratio %.2f%%)", step, _ukey(chosen),
                  rec["ppl"], 100 * rec["ratio"])
@@ -143,18 +169,32 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
     return steps
 
 
+def per_param_score(total: float, current: float, n_rows: int, params: int) -> float:
+    """Size-aware rule: (mean NLL with the block removed - mean NLL now) / removed parameters.
+
+    The increase of the calibration loss (log PPL) per parameter: removing parameters to reach
+    a ratio is a covering knapsack, and taking the smallest cost per unit of size is its greedy
+    rule; log PPL rather than PPL because successive removals add up in log space.
+    """
+    return (total / n_rows - current / n_rows) / params
+
+
 def reference_greedy(bm: BlockModel, rows: torch.Tensor, num: int, block_type: str = "mix",
-                     batch_size: int = 8) -> list[tuple[Block, float]]:
+                     batch_size: int = 8, rule: str = "ppl") -> list[tuple[Block, float]]:
     """Algorithm 1 as written: [(removed block, calibration PPL)] per step. The tests' oracle."""
+    def total(blocks) -> float:
+        bm.set_removed(blocks)
+        return math.fsum(v for i in range(0, len(rows), batch_size)
+                         for v in row_nll(bm.model, rows[i:i + batch_size]).tolist())
+
     removed: list[Block] = []
     out: list[tuple[Block, float]] = []
     for _ in range(num):
-        totals = {}
-        for b in (b for b in bm.blocks(block_type) if b not in removed):
-            bm.set_removed([*removed, b])
-            totals[b] = math.fsum(v for i in range(0, len(rows), batch_size)
-                                  for v in row_nll(bm.model, rows[i:i + batch_size]).tolist())
-        best = min(totals, key=totals.__getitem__)  # the first minimum in block order
+        cur = total(removed) if rule != "ppl" else 0.0
+        totals = {b: total([*removed, b]) for b in bm.blocks(block_type) if b not in removed}
+        key = {b: t if rule == "ppl" else per_param_score(t, cur, len(rows), bm.block_params(b))
+               for b, t in totals.items()}
+        best = min(key, key=key.__getitem__)  # the first minimum in block order
         removed.append(best)
         out.append((best, math.exp(totals[best] / len(rows))))
     bm.set_removed(())
@@ -246,9 +286,19 @@ def metric_rm(bm: BlockModel, rows: torch.Tensor, units, batch_size: int = 8):
 # ---- searches ----------------------------------------------------------------------------
 @SEARCHES.register("blockpruner", paper="BlockPruner (greedy, PPL, blocks)")
 def search_blockpruner(bm, rows, num, *, block_type="mix", fast=True, batch_size=8,
-                       checkpoint=None, on_step=None):
+                       checkpoint=None, on_step=None, stop_when=None):
     return greedy(bm, rows, num, unit="block", block_type=block_type, fast=fast,
-                  batch_size=batch_size, checkpoint=checkpoint, on_step=on_step)
+                  batch_size=batch_size, checkpoint=checkpoint, on_step=on_step,
+                  stop_when=stop_when)
+
+
+@SEARCHES.register("size_aware", paper="size-aware BlockPruner (beyond the paper): smallest "
+                   "log-PPL increase per removed parameter")
+def search_size_aware(bm, rows, num, *, block_type="mix", fast=True, batch_size=8,
+                      checkpoint=None, on_step=None, stop_when=None):
+    return greedy(bm, rows, num, unit="block", block_type=block_type, fast=fast,
+                  batch_size=batch_size, checkpoint=checkpoint, on_step=on_step,
+                  rule="per_param", stop_when=stop_when)
 
 
 @SEARCHES.register("layer", paper="BlockPruner -block ablation (greedy, PPL, layers; SLEB-like)")

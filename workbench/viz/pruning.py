@@ -6,6 +6,10 @@ from typing import Any
 
 import plotly.graph_objects as go
 
+# search / baseline key -> the name the tables and the paper use (legends say the same)
+METHOD_NAMES = {"blockpruner": "BlockPruner", "oneshot": "-search", "layer": "layer-level",
+                "shortgpt": "ShortGPT", "rm": "RM", "size_aware": "size-aware"}
+
 
 def importance_curve(steps: list[dict[str, Any]], upto: int | None = None) -> go.Figure:
     """Candidate calibration PPL at each search step (dots) and the chosen one (line)."""
@@ -33,7 +37,7 @@ def ppl_vs_ratio(all_steps: dict[str, list[dict[str, Any]]]) -> go.Figure:
     fig = go.Figure()
     for method, steps in all_steps.items():
         fig.add_scatter(x=[100 * s["ratio"] for s in steps], y=[s["ppl"] for s in steps],
-                        mode="lines+markers", name=method)
+                        mode="lines+markers", name=METHOD_NAMES.get(method, method))
     fig.update_layout(title="Calibration PPL vs pruning ratio", xaxis_title="ratio (%)",
                       yaxis_title="calibration PPL", yaxis_type="log", template="plotly_white")
     return fig
