@@ -50,6 +50,9 @@ def test_report_page(tmp_path):
                                 error="notebooks/seft.ipynb does not exist yet", runs=[])]
     path = write_report(tmp_path, outcomes, "quick", {"toxic_spans": "Toxic spans"})
     assert oct(os.stat(path).st_mode & 0o777) == "0o644"
+    mask = os.umask(0)
+    os.umask(mask)  # every atomic write follows the umask, not mkstemp's 0600
+    assert os.stat(tmp_path / "claims.json").st_mode & 0o777 == 0o666 & ~mask
     page = path.read_text()
     assert page.count("<script>") == 1 + page.count("Plotly.newPlot")  # plotly.js inlined once
     assert "<script src" not in page and len(page) > 3_000_000  # the bundle itself, no CDN
