@@ -9,7 +9,9 @@
    highest token probability is below `tau_post`). Then the vote size and the ensemble's gate.
 3. Final members train on all train posts for the chosen number of epochs (same schedule, so the
    checkpoint matches the one CV scored); trial is scored once, as a final check.
-Writes `artifacts/ensemble.json` (used by `SpanPredictor`), `artifacts/cv/*` (fold outputs, so an
+With `cfg.workers > 1` the CV folds and the final members train in parallel processes (one torch
+thread each): on 2 cores, two single-thread members beat one two-thread member. Writes
+`artifacts/ensemble.json` (used by `SpanPredictor`), `artifacts/cv/*` (fold outputs, so an
 interrupted run resumes) and `artifacts/per_item/{char_f1,cv_char_f1}.json` (per-post char F1).
 """
 
@@ -46,45 +48,63 @@ def cv_subset(n_train: int, limit: int | None, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n_train), limit))
 
 
-def cv_member(cfg, head: str, crf: bool, encoder: str, seed: int, texts: list[str], spans: list[list[int]],
-              folds: list[list[int]], out_dir: Path) -> list[tuple[list, list]]:
-    """Out-of-fold (offsets, token probs) of every CV post after each epoch: `[epoch] -> (spans, probs)`.
-
-    Fold f's model trains on the other folds; its outputs are cached in `out_dir/fold<f>.json`.
-    """
+def cv_fold(cfg, head: str, crf: bool, encoder: str, seed: int, texts: list[str], spans: list[list[int]],
+            folds: list[list[int]], f: int, cache: Path) -> Path:
+    """Train fold `f`'s model on the other folds; write the held-out outputs after each epoch to `cache`."""
+    if cache.exists():
+        return cache
     from workbench.spans.train import build_tagger, encode_train, fit
-    n = len(texts)
+    held = folds[f]
+    held_set = set(held)
+    tr = [i for i in range(len(texts)) if i not in held_set]
+    gen = seed_everything(seed + 1000 * (f + 1))
+    model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme)
+    device = resolve_device(cfg.device)
+    model.to(device)
+    windows = encode_train(tok, [texts[i] for i in tr], [spans[i] for i in tr], cfg)
+    n_batches = -(-len(windows) // cfg.batch_size)
+    saved = []
+
+    def on_eval(ep, b, losses):
+        if b != n_batches - 1:
+            return
+        s, p = predict_batch(model, tok, [texts[i] for i in held], cfg.max_length, 2 * cfg.batch_size,
+                             return_probs=True)
+        saved.append({"spans": s, "probs": [[(a, b_, round(q, 4)) for a, b_, q in x] for x in p]})
+        log.info("CV %s%s fold %d epoch %d: held-out char F1 %.4f", head, "+crf" if crf else "", f, ep + 1,
+                 span_f1(s, [spans[i] for i in held]))
+
+    fit(cfg, model, tok, windows, gen, device, None, on_eval, f"cv{f} {head}{'+crf' if crf else ''}")
+    write_json(cache, saved)
+    return cache
+
+
+def cv_outputs(cfg, n: int, folds: list[list[int]], out_dir: Path) -> list[tuple[list, list]]:
+    """Out-of-fold (offsets, token probs) of every CV post after each epoch: `[epoch] -> (spans, probs)`,
+    read from the fold caches `out_dir/fold<f>.json` that `cv_fold` wrote."""
     outs = [([[] for _ in range(n)], [[] for _ in range(n)]) for _ in range(cfg.epochs)]
     for f, held in enumerate(folds):
-        cache = out_dir / f"fold{f}.json"
-        if cache.exists():
-            saved = read_json(cache)
-        else:
-            held_set = set(held)
-            tr = [i for i in range(n) if i not in held_set]
-            gen = seed_everything(seed + 1000 * (f + 1))
-            model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme)
-            device = resolve_device(cfg.device)
-            model.to(device)
-            windows = encode_train(tok, [texts[i] for i in tr], [spans[i] for i in tr], cfg)
-            n_batches = -(-len(windows) // cfg.batch_size)
-            saved = []
-
-            def on_eval(ep, b, losses, model=model, tok=tok, n_batches=n_batches, saved=saved, held=held, f=f):
-                if b != n_batches - 1:
-                    return
-                s, p = predict_batch(model, tok, [texts[i] for i in held], cfg.max_length,
-                                     2 * cfg.batch_size, return_probs=True)
-                saved.append({"spans": s, "probs": [[(a, b_, round(q, 4)) for a, b_, q in x] for x in p]})
-                log.info("CV %s%s fold %d epoch %d: held-out char F1 %.4f", head, "+crf" if crf else "", f,
-                         ep + 1, span_f1(s, [spans[i] for i in held]))
-
-            fit(cfg, model, tok, windows, gen, device, None, on_eval, f"cv{f} {head}{'+crf' if crf else ''}")
-            write_json(cache, saved)
-        for e, rec in enumerate(saved):
+        for e, rec in enumerate(read_json(out_dir / f"fold{f}.json")):
             for k, i in enumerate(held):
                 outs[e][0][i], outs[e][1][i] = rec["spans"][k], [tuple(x) for x in rec["probs"][k]]
     return outs
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def run_jobs(cfg, fn, jobs: list[tuple]) -> list:
+    """`fn(*job)` for each job: in this process, or in `cfg.workers` spawned processes (one torch thread
+    each unless `cfg.num_threads` says otherwise); results in job order."""
+    if cfg.workers <= 1 or len(jobs) <= 1:
+        return [fn(*j) for j in jobs]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(min(cfg.workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                             initializer=_init_worker, initargs=(cfg.num_threads or 1,)) as pool:
+        return [f.result() for f in [pool.submit(fn, *j) for j in jobs]]
 
 
 def _ci(values: list[float]) -> dict:
@@ -108,17 +128,27 @@ def _per_item(run, name: str, ids: list[str], rows: dict[str, list[float]]) -> N
                 "ids": ids, "values": rows})
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and of its finished child processes (the workers)."""
+    import resource
+    return time.process_time() + sum(getattr(resource.getrusage(resource.RUSAGE_CHILDREN), k)
+                                     for k in ("ru_utime", "ru_stime"))
+
+
 def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
     from workbench.spans.train import SpanPredictor, member_names, train_member
-    t0, c0, load0 = time.time(), time.process_time(), os.getloadavg()[0]
+    t0, c0, load0 = time.time(), _cpu_s(), os.getloadavg()[0]
     sub = cv_subset(len(train["text"]), cfg.cv_limit, cfg.seed)
     texts, golds = [train["text"][i] for i in sub], [train["spans"][i] for i in sub]
     folds = kfold(len(sub), cfg.cv_folds, cfg.seed)
     posts = cfg.gate and TAU_POST or (0.0,)
     members = member_names(cfg)
     sel: dict[str, dict] = {}
-    for name, encoder, head, crf, seed in members:
-        outs = cv_member(cfg, head, crf, encoder, seed, texts, golds, folds, run.artifacts / "cv" / name)
+    run_jobs(cfg, cv_fold, [(cfg, head, crf, encoder, seed, texts, golds, folds, f,
+                             run.artifacts / "cv" / name / f"fold{f}.json")
+                            for name, encoder, head, crf, seed in members for f in range(len(folds))])
+    for name, _, _, crf, _ in members:
+        outs = cv_outputs(cfg, len(texts), folds, run.artifacts / "cv" / name)
         best = select_member(outs, golds, folds, crf, tau_posts=posts)
         best["scores"] = [post_score(p) for p in outs[best["epoch"] - 1][1]]
         best["default"] = summary(select_member(outs[-1:], golds, folds, crf, (0.5,), (0.0,))["folds"])
@@ -132,17 +162,19 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
                               folds, tau_posts=posts)
         ens["ungated"] = ensemble_posts([sel[n]["ungated"] for n in voters], [sel[n]["scores"] for n in voters],
                                         ens["min_votes"], 0.0)
-    cv_s, cv_cpu = time.time() - t0, time.process_time() - c0
+    cv_s, cv_cpu = time.time() - t0, _cpu_s() - c0
     write_json(run.artifacts / "ensemble.json",
                {"voters": voters, "min_votes": ens["min_votes"] if ens else None,
                 "tau_post": ens["tau_post"] if ens else 0.0, "selected_by": f"{cfg.cv_folds}-fold CV on train"})
 
     rows, trial_preds, cv_items, trial_items = [], {}, {}, {}
-    for name, encoder, head, crf, seed in members:
-        s = sel[name]
-        dec = {"epoch": s["epoch"], "tau_token": s["tau_token"], "tau_post": s["tau_post"]}
-        m = train_member(cfg, head, crf, train, trial, run.artifacts / "members" / name, seed, encoder,
-                         epochs_run=s["epoch"], decode=dec)
+    decs = {n: {"epoch": sel[n]["epoch"], "tau_token": sel[n]["tau_token"], "tau_post": sel[n]["tau_post"]}
+            for n in sel}
+    finals = run_jobs(cfg, train_member, [(cfg, head, crf, train, trial, run.artifacts / "members" / name, seed,
+                                           encoder, sel[name]["epoch"], decs[name])
+                                          for name, encoder, head, crf, seed in members])
+    for (name, encoder, head, crf, seed), m in zip(members, finals, strict=True):
+        s, dec = sel[name], decs[name]
         trial_preds[name] = m["trial_pred"]
         trial_items[name] = [post_f1(p, g) for p, g in zip(m["trial_pred"], trial["spans"], strict=True)]
         cv_items[name] = [post_f1(p, g) for p, g in zip(s["preds"], golds, strict=True)]
@@ -192,6 +224,6 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
                 "cv_span_free_posts": free, "claims": claims,
                 "n_train": len(train["text"]), "n_trial": len(trial["text"]), "n_cv": len(sub),
                 "cv_s": round(cv_s, 1), "cv_cpu_s": round(cv_cpu, 1), "total_s": round(time.time() - t0, 1),
-                "total_cpu_s": round(time.process_time() - c0, 1),
+                "total_cpu_s": round(_cpu_s() - c0, 1),
                 "load_avg": [round(load0, 2), round(os.getloadavg()[0], 2)], "cpu_count": os.cpu_count()})
     return run

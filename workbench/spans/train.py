@@ -63,6 +63,8 @@ class SpansConfig(RunConfig):
     cv_limit: int | None = field(default=None, metadata={
         "help": "CV on a random subset of N train posts (final members use all train_limit posts)"})
     gate: bool = field(default=True, metadata={"help": "with CV: choose a post-level empty-prediction gate"})
+    workers: int = field(default=1, metadata={
+        "help": "with CV: parallel processes for the folds and final members (num_threads torch threads each)"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -79,6 +81,8 @@ class SpansConfig(RunConfig):
             raise ValueError(f"ensemble_members {unknown} are not trained by this config; members: {names}")
         if self.min_votes is not None and self.min_votes < 1:
             raise ValueError(f"min_votes must be >= 1, got {self.min_votes}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.cv_folds == 1 or self.cv_folds < 0:
             raise ValueError(f"cv_folds must be 0 (off) or >= 2, got {self.cv_folds}")
         if not 0.0 <= self.warmup_ratio < 1.0:
