@@ -255,6 +255,10 @@ def quiet_trainer(trainer, desc: str = "train") -> None:
 
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
+    with contextlib.suppress(ImportError):  # the HTML table Trainer shows inside Jupyter
+        from transformers.utils.notebook import NotebookProgressCallback
+
+        trainer.remove_callback(NotebookProgressCallback)
     if mode != "summary":
         return
 
