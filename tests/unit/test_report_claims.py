@@ -144,3 +144,12 @@ def test_bad_specs_are_named():
 def test_every_paper_declares_valid_claims(paper):
     claims = paper_claims(paper)
     assert claims and all(c["text"] for c in claims)
+
+
+def test_n_column_names_the_metric_count():
+    table = [{"model": "SCE", "judge": 6.0, "judge_stderr": 0.1, "judge_n": 12, "n": 300},
+             {"model": "SFT", "judge": 5.0, "judge_stderr": 0.1, "judge_n": 12, "n": 300}]
+    spec = {"text": "SCE > SFT", "metric": "judge", "key": "model", "row": "SCE", "vs": "SFT",
+            "direction": "greater", "n_column": "judge_n"}
+    r = evaluate_claim(spec, table)
+    assert r.verdict == stats.REPRODUCED and r.n == 12

@@ -13,6 +13,7 @@ Each paper declares its key claims as data, in ``workbench/anchors/<paper>.yaml`
         direction: less             # greater | less | greater_equal | less_equal (or > < >= <=)
         scale: 1                    # table value = scale x per-item value (100 for percent)
         pick: last                  # several claimed rows: `last`, `first` or `all` (default)
+        n_column: judge_n           # the table's n for this metric, when not <metric>_n / n
 
 The estimate is the difference ``row - vs`` (or the row's value for a threshold):
 
@@ -44,7 +45,7 @@ NOT_EVALUATED = "not evaluated"
 # when several comparisons make one claim: the worst verdict wins
 _RANK = {stats.NOT_REPRODUCED: 0, stats.INCONCLUSIVE: 1, stats.REPRODUCED: 2}
 _KEYS = ("text", "metric", "per_item", "key", "row", "vs", "value", "against", "direction",
-         "margin", "scale", "pick", "note", "id")
+         "margin", "scale", "pick", "note", "id", "n_column")
 
 
 @dataclass
@@ -134,13 +135,15 @@ def _num(x: Any) -> float:
     return v
 
 
-def row_estimate(row: dict[str, Any], metric: str) -> Estimate | None:
+def row_estimate(row: dict[str, Any], metric: str, n_column: str | None = None
+                 ) -> Estimate | None:
     """The row's value of ``metric`` with its interval from the table's columns
-    (``<m>_lo``/``<m>_hi``, ``<m>_stderr``) and n (``<m>_n``, ``n_<m>``, ``n``)."""
+    (``<m>_lo``/``<m>_hi``, ``<m>_stderr``) and n (``n_column``, ``<m>_n``, ``n_<m>``, ``n``)."""
     value = _num(row.get(metric))
     if not math.isfinite(value):
         return None
-    n = next((int(row[k]) for k in (f"{metric}_n", f"n_{metric}", "n")
+    keys = ([n_column] if n_column else []) + [f"{metric}_n", f"n_{metric}", "n"]
+    n = next((int(row[k]) for k in keys
               if isinstance(row.get(k), int | float) and math.isfinite(row[k])), 0)
     lo, hi, se = (_num(row.get(f"{metric}_{s}")) for s in ("lo", "hi", "stderr"))
     if math.isfinite(lo) and math.isfinite(hi):
@@ -184,7 +187,8 @@ def _difference(run_dir: Path, files, spec, a: dict, b: dict, key: str) -> Claim
         how = f"paired bootstrap over {est.n} items ({d['_file']}: {unit}" + \
               (", token-weighted)" if w else ")")
         return _judged(spec, est, what, how)
-    ea, eb = row_estimate(a, metric), row_estimate(b, metric)
+    ea, eb = (row_estimate(a, metric, spec.get("n_column")),
+              row_estimate(b, metric, spec.get("n_column")))
     if ea is None or eb is None:
         missing = na if ea is None else nb
         return ClaimResult(spec["text"], NOT_EVALUATED, what=what,
@@ -204,7 +208,7 @@ def _threshold(files, spec, a: dict, key: str) -> ClaimResult:
     if d is not None:
         est = stats.bootstrap_ci(vals[0]).scaled(scale)
         return _judged(spec, est, what, f"bootstrap over {est.n} items ({d['_file']})")
-    est = row_estimate(a, metric)
+    est = row_estimate(a, metric, spec.get("n_column"))
     if est is None:
         return ClaimResult(spec["text"], NOT_EVALUATED, what=what,
                            note=f"{na} has no {metric} in this run")
