@@ -164,3 +164,16 @@ def test_app_bad_input(cv_run, tmp_path):
     assert "".join(c for c, _ in hl) == "you \ufffd idiot" and "toxic characters" in msg
     hl, _, _, _, msg = predict("you idiot", str(cv_run.path), "cls")
     assert "".join(c for c, _ in hl) == "you idiot" and "(cls)" in msg
+
+
+@pytest.mark.slow
+def test_causal_lm_lora_member_cv_save_and_load(tmp_path):
+    cfg = SpansConfig.from_preset("smoke", output_dir=str(tmp_path), encoder="tiny:llama", heads=["layer_attention"],
+                                  crf=[True], train_limit=16, trial_limit=6, epochs=1, cv_folds=2, cv_limit=8, lora_r=4)
+    run = run_spans(cfg)
+    assert [r["member"] for r in run.metrics()["table"]] == ["layer_attention-crf"]
+    pred = load_predictor(run.path)  # LoRA merged at save: loads into the plain encoder
+    model, _, meta = pred.members["layer_attention-crf"]
+    assert meta["cls_last"] and not any("lora_" in n for n, _ in model.named_parameters())
+    out = pred.predict_spans(["you are an idiot", ""])
+    assert out[1] == [] and all(0 <= o < 16 for o in out[0])

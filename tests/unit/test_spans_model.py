@@ -175,3 +175,29 @@ def test_two_steps_change_params(head, crf):
     assert all(torch.isfinite(torch.tensor(x)) for x in losses)
     changed = sum(not torch.equal(before[k], v) for k, v in model.named_parameters())
     assert changed > len(before) // 2
+
+
+def test_scalar_mix_is_a_convex_mix_of_layers():
+    from workbench.spans.model import ScalarMix
+    mix = ScalarMix(8)
+    hs = tuple(torch.full((1, 2, 3), float(k)) for k in range(3))
+    assert torch.allclose(mix(hs), torch.full((1, 2, 3), 1.0))  # uniform weights over 3 layers: mean 0,1,2
+    with torch.no_grad():
+        mix.weights[2] = 100.0
+    assert torch.allclose(mix(hs), torch.full((1, 2, 3), 2.0), atol=1e-4)
+
+
+def test_causal_lm_tagger_pools_last_token_and_lora_trains_adapters_only():
+    from workbench.spans.train import is_causal
+    model, tok = build_tagger("tiny:llama", "scalar_mix", True, lora_r=4)
+    assert model.cls_last and is_causal(model.encoder.config)
+    trainable = {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"encoder", "head", "crf"}
+    assert all("lora_" in n for n, p in model.encoder.named_parameters() if p.requires_grad)
+    bert, _ = build_tagger("tiny:bert", "cls", False)
+    assert not bert.cls_last
+
+
+def test_trim_offsets():
+    from workbench.spans.predict import trim
+    assert trim("a  idiot ", 1, 8) == (3, 8) and trim("a idiot", 2, 7) == (2, 7) and trim("   ", 0, 3)[0] == 3

@@ -58,7 +58,7 @@ def cv_fold(cfg, head: str, crf: bool, encoder: str, seed: int, texts: list[str]
     held_set = set(held)
     tr = [i for i in range(len(texts)) if i not in held_set]
     gen = seed_everything(seed + 1000 * (f + 1))
-    model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme)
+    model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme, cfg.lora_r)
     device = resolve_device(cfg.device)
     model.to(device)
     windows = encode_train(tok, [texts[i] for i in tr], [spans[i] for i in tr], cfg)

@@ -74,6 +74,36 @@ class LayerAttentionHead(nn.Module):
         return self.out(self.drop(h))
 
 
+class ScalarMix(nn.Module):
+    """One softmax weight per hidden layer, shared by all tokens (ELMo's scalar mix), times a scale.
+
+    Holds `max_layers` weights and uses the first len(hidden_states) of them."""
+
+    def __init__(self, num_layers: int):
+        super().__init__()
+        self.weights = nn.Parameter(torch.zeros(num_layers))
+        self.gamma = nn.Parameter(torch.ones(()))
+
+    def forward(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        w = torch.softmax(self.weights[:len(hidden_states)], 0)
+        return self.gamma * sum(wi * h for wi, h in zip(w, hidden_states, strict=True))
+
+
+@HEADS.register("scalar_mix", paper="variant (not in the paper): scalar mix of all layers + pooled CLS")
+class ScalarMixHead(nn.Module):
+    """Layer-combination variant: a per-layer (not per-token) softmax mix, then the paper's CLS addition."""
+
+    def __init__(self, hidden: int, num_tags: int, dropout: float = 0.1, max_layers: int = 64):
+        super().__init__()
+        self.mix = ScalarMix(max_layers)
+        self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
+        self.drop, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_tags)
+
+    def forward(self, enc_out, cls_index: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.mix(enc_out.hidden_states) + _cls_vector(enc_out, self.pooler, cls_index).unsqueeze(1)
+        return self.out(self.drop(h))
+
+
 @LOSSES.register("ce")
 def ce_loss(logits: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.size(-1)), tags.reshape(-1), ignore_index=IGNORE)

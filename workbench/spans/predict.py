@@ -33,6 +33,16 @@ def clean_texts(texts) -> list[str]:
     return out
 
 
+def trim(text: str, a: int, b: int) -> tuple[int, int]:
+    """A token's char range without surrounding whitespace (byte-level BPE tokens such as " idiot"
+    carry their leading space; WordPiece ranges are unchanged)."""
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
 def encode_windows(tokenizer, texts: Sequence[str], max_length: int, stride: int = 32):
     """Tokenize with overflow windows; returns the BatchEncoding (with `overflow_to_sample_mapping`)."""
     if max_length < 8:
@@ -65,7 +75,7 @@ def predict_batch(tagger, tokenizer, texts: Sequence[str], max_length: int = 256
             p = p.tolist() if return_probs else None
             for w, sample in enumerate(enc["overflow_to_sample_mapping"].tolist()):
                 i, path = chunk[sample], paths[w]
-                om = oms[w][:len(path)]
+                om = [trim(texts[i], a, b) for a, b in oms[w][:len(path)]]
                 spans[i].update(tags_to_spans(texts[i], path, om))
                 if return_probs:
                     probs[i].extend((a, b, p[w][k]) for k, (a, b) in enumerate(om) if a < b)

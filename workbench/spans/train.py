@@ -63,6 +63,7 @@ class SpansConfig(RunConfig):
     cv_limit: int | None = field(default=None, metadata={
         "help": "CV on a random subset of N train posts (final members use all train_limit posts)"})
     gate: bool = field(default=True, metadata={"help": "with CV: choose a post-level empty-prediction gate"})
+    lora_r: int = field(default=0, metadata={"help": "LoRA rank for the encoder (PEFT); 0 = full fine-tuning"})
     workers: int = field(default=1, metadata={
         "help": "with CV: parallel processes for the folds and final members (num_threads torch threads each)"})
 
@@ -101,13 +102,37 @@ def cls_is_last(tok) -> bool:
     return ids[-1] == tok.cls_token_id and ids[0] != tok.cls_token_id
 
 
-def build_tagger(encoder: str, head: str, crf: bool, loss: str = "ce", scheme: str = "io") -> tuple[SpanTagger, object]:
+CAUSAL_TYPES = ("llama", "mistral", "qwen2", "gemma3", "gemma3_text", "gpt2", "olmo")
+
+
+def is_causal(config) -> bool:
+    """A decoder-only LM: each token sees only its left context, so its summary token is the last."""
+    return bool(getattr(config, "is_decoder", False)) or config.model_type in CAUSAL_TYPES
+
+
+def add_lora(enc, r: int):
+    """Wrap an encoder with PEFT LoRA adapters (rank r, alpha 2r) on every Linear; only they train."""
+    from peft import LoraConfig, get_peft_model
+    return get_peft_model(enc, LoraConfig(r=r, lora_alpha=2 * r, lora_dropout=0.05, target_modules="all-linear"))
+
+
+def build_tagger(encoder: str, head: str, crf: bool, loss: str = "ce", scheme: str = "io",
+                 lora_r: int = 0) -> tuple[SpanTagger, object]:
+    """Encoder (any HF encoder, or a causal LM used as a token classifier) + head (+ CRF).
+
+    Causal LMs pool their last token instead of a [CLS] (`cls_last`); `lora_r > 0` trains LoRA
+    adapters instead of the encoder (the head and CRF train fully)."""
     path = resolve_model(encoder)
     tok = AutoTokenizer.from_pretrained(path)
     if not tok.is_fast:
         raise ValueError(f"{encoder}: a fast tokenizer (offset mapping) is required")
     enc = AutoModel.from_pretrained(path)
-    return SpanTagger(enc, head=head, crf=crf, loss=loss, num_tags=num_tags(scheme), cls_last=cls_is_last(tok)), tok
+    cls_last = cls_is_last(tok) or is_causal(enc.config)
+    hidden = enc.config.hidden_size
+    if lora_r:
+        enc = add_lora(enc, lora_r)
+        enc.config.hidden_size = hidden
+    return SpanTagger(enc, head=head, crf=crf, loss=loss, num_tags=num_tags(scheme), cls_last=cls_last), tok
 
 
 def encode_train(tok, texts, spans, cfg: SpansConfig) -> list[tuple[list[int], list[int]]]:
@@ -261,7 +286,7 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
         epochs_run = min(cfg.epochs, epochs_run or cfg.epochs)
     gen = seed_everything(cfg.seed if seed is None else seed)
     encoder = encoder or cfg.encoder
-    model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme)
+    model, tok = build_tagger(encoder, head, crf, cfg.loss, cfg.scheme, cfg.lora_r)
     device = resolve_device(cfg.device)
     model.to(device)
     windows = encode_train(tok, train["text"], train["spans"], cfg)
@@ -291,6 +316,10 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
             best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
 
     losses = fit(cfg, model, tok, windows, gen, device, epochs_run, on_eval, name)
+    if cfg.lora_r:  # merge the adapters: the saved weights load into the plain encoder
+        model.load_state_dict(best_state)
+        model.encoder = model.encoder.merge_and_unload()
+        best_state = {k: v.detach().cpu().clone().contiguous() for k, v in model.state_dict().items()}
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(best_state, str(out_dir / "model.safetensors"))
     tok.save_pretrained(out_dir / "tokenizer")
