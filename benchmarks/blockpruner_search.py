@@ -117,7 +117,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m-instruct")
     ap.add_argument("--steps", type=int, default=2)
-    ap.add_argument("--nsamples", type=int, default=64)
+    ap.add_argument("--nsamples", type=int, default=16)
     ap.add_argument("--seq-len", type=int, default=64)
     ap.add_argument("--max-rows", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=None, help="ours (default: all rows)")

@@ -12,21 +12,39 @@ from workbench.common.models import load_causal_lm
 from workbench.pruning import BlockModel, PruningConfig, export_pruned, run_blockpruner
 
 
-@pytest.mark.parametrize("arch", ["llama", "gemma3"])
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "gemma3"])
 def test_export_reproduces_pruned_logits(arch, tmp_path):
     model, tok = load_causal_lm(f"tiny:{arch}")
     removed = [("mha", 0), ("mlp", 0), ("mha", 2), ("mlp", 3)]
     x = torch.randint(0, 500, (1, 12))
     with torch.no_grad(), BlockModel(model) as bm, bm.removed(removed):
         ref = model(input_ids=x).logits
+        gone = sum(bm.block_params(b) for b in removed)
+        seq = x  # greedy decoding with the masked model, no KV cache
+        for _ in range(3):
+            seq = torch.cat([seq, model(input_ids=seq).logits[:, -1].argmax(-1, keepdim=True)], 1)
+    dense = sum(p.numel() for p in model.parameters())
     out = export_pruned(model, tok, removed, tmp_path / "m", {"1": [["mha", 0]]})
     loaded = AutoModelForCausalLM.from_pretrained(out, trust_remote_code=False)
     assert loaded.config.num_hidden_layers == 3
     with torch.no_grad():
         assert torch.equal(loaded(input_ids=x).logits, ref)
     gen = loaded.generate(x, max_new_tokens=3, do_sample=False)
-    assert gen.shape == (1, 15)
-    assert json.loads((out / "block_order.json").read_text())["removed"][0] == ["mha", 0]
+    info = json.loads((out / "block_order.json").read_text())
+    assert info["removed"][0] == ["mha", 0]
+    n = sum(p.numel() for p in loaded.parameters())
+    if arch == "gemma3":  # no registered class: lone blocks are zeroed, still stored
+        assert info["export"] == "zeroed" and n > dense - gone
+        assert gen.shape == (1, 15)
+        return
+    # the removed blocks' weights are gone from the file and the model
+    assert info["export"] == "removed" and n == info["parameters"] == dense - gone
+    assert type(loaded).__name__.startswith("BlockPruned")
+    keys = list(loaded.state_dict())  # kept layers 1, 2, 3: 2 lost its MHA, 3 its MLP
+    assert loaded.config.kept_blocks == [[True, True], [False, True], [True, False]]
+    assert not any(".1.self_attn." in k or ".2.mlp." in k for k in keys)
+    assert any(".1.mlp." in k for k in keys) and any(".2.self_attn." in k for k in keys)
+    assert torch.equal(gen, seq)  # KV-cached generation == the masked model's
 
 
 @pytest.mark.slow

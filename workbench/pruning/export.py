@@ -1,16 +1,19 @@
-"""Export a block-pruned model as a plain `from_pretrained` checkpoint (no remote code).
+"""Export a block-pruned model as a checkpoint that plain `from_pretrained` loads (no remote code).
 
-What the checkpoint stores:
-- a layer that lost both blocks is deleted (config `num_hidden_layers` and, where present,
-  `layer_types` shrink; attention `layer_idx` is renumbered);
-- a layer that lost only its MHA block keeps it with `o_proj` weight (and bias, if any) set to
-  zero; a layer that lost only its MLP block keeps it with `down_proj` weight (and bias) zeroed.
-  The sublayer then adds exactly 0 to the residual: the attention/MLP output is `o_proj(.)` /
-  `down_proj(.)` = 0 (q/k/v biases, e.g. Qwen2's, sit before o_proj and do not matter), and
-  Gemma3's post-attention / post-feedforward RMSNorm maps 0 to 0. So the logits match the masked
-  model; those zeroed sublayers still cost compute (and KV cache for zeroed attention) at
-  inference, and their parameters are still in the file (the paper's ratio counts them as gone).
-- `block_order.json`: the removed blocks, the official `del_order_list` if given.
+Llama, Mistral and Qwen2 (`real=True`, the default): the removed blocks' weights are gone from
+the file and from the forward pass. A layer that lost both blocks is deleted; a layer that lost
+one keeps only the other (`workbench.pruning.pruned_model`: classes registered with the `Auto`
+classes when `workbench.pruning` is imported). Parameters = dense - removed blocks'; the logits
+equal the masked model's.
+
+Gemma3 (and `real=False`): a layer that lost both blocks is deleted (config `num_hidden_layers`
+and `layer_types` shrink; attention `layer_idx` is renumbered); a lone removed block is kept
+with its output projection zeroed (`o_proj` for MHA, `down_proj` for MLP, biases too), so it adds
+exactly 0 to the residual (Gemma3's post-norms map 0 to 0): same logits, but those weights are
+still stored and computed.
+
+`block_order.json`: the removed blocks, the official `del_order_list` if given, and the kind of
+export.
 """
 
 from __future__ import annotations
@@ -24,14 +27,21 @@ from torch import nn
 
 from workbench.common.io import write_json
 from workbench.pruning.blocks import BlockModel, decoder_layers, family_of
+from workbench.pruning.pruned_model import FAMILIES, to_pruned
 
 
 @torch.no_grad()
-def prune_model(model: nn.Module, removed, *, inplace: bool = False) -> nn.Module:
-    """A real pruned model (layers dropped / sublayers zeroed) for the set `removed`."""
+def prune_model(model: nn.Module, removed, *, inplace: bool = False, real: bool = True
+                ) -> nn.Module:
+    """The pruned model for the set `removed`: blocks gone (Llama family, `real`), else layers
+    dropped and lone removed blocks zeroed."""
     family_of(model)
     if any(hasattr(layer, "_bp_ctl") for layer in decoder_layers(model)):
         raise RuntimeError("close() the BlockModel wrapping this model before exporting")
+    if real and model.config.model_type in FAMILIES:
+        with BlockModel(model) as bm:
+            removed = set(bm.check(removed))
+        return to_pruned(model, removed)
     m = model if inplace else copy.deepcopy(model)
     layers = decoder_layers(m)
     with BlockModel(m) as bm:
@@ -68,17 +78,22 @@ def _zero(lin: nn.Linear) -> None:
 
 
 def export_pruned(model: nn.Module, tokenizer, removed, out_dir: str | Path,
-                  order: dict[str, Any] | None = None) -> Path:
+                  order: dict[str, Any] | None = None, real: bool = True) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    pruned = prune_model(model, removed)
+    pruned = prune_model(model, removed, real=real)
+    kind = "removed" if type(pruned).__name__.startswith("BlockPruned") else "zeroed"
     pruned.save_pretrained(out)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     write_json(out / "block_order.json", {
         "removed": [list(b) for b in sorted(set(map(tuple, removed)), key=lambda b: (b[1], b[0]))],
         "del_order_list": order or {},
-        "note": "layers with both blocks removed are deleted; a lone removed MHA/MLP block is "
-                "stored with o_proj/down_proj zeroed (adds exactly 0 to the residual)",
+        "export": kind,
+        "parameters": sum(p.numel() for p in pruned.parameters()),
+        "note": ("removed blocks are absent from the weights and the forward (load after "
+                 "`import workbench.pruning`)" if kind == "removed" else
+                 "layers with both blocks removed are deleted; a lone removed MHA/MLP block is "
+                 "stored with o_proj/down_proj zeroed (adds exactly 0 to the residual)"),
     })
     return out
