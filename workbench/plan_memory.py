@@ -390,8 +390,8 @@ def format_plan(plans: list[StagePlan], *, paper: str, profile: str, gpus: int,
             strat = "1 GPU"
         weights = m["weights"] + m["reference"]
         lines.append(
-            f"{p.stage.name:<22} {_short(p.model, 40):<40} {p.shape.params / 1e9:>7.2f}B "
-            f"{trainable / 1e9:>7.2f}B {strat:<14} {_gib(weights):>8} "
+            f"{p.stage.name:<22} {_short(p.model, 40):<40} {_count(p.shape.params):>8} "
+            f"{_count(trainable) if trainable else '-':>8} {strat:<14} {_gib(weights):>8} "
             f"{_gib(m['grads'] + m['optimizer']):>8} {_gib(m['activations']):>8} "
             f"{_gib(p.total):>8}  {'yes' if p.fits else 'NO'}")
     lines.append("")
@@ -413,6 +413,10 @@ def format_plan(plans: list[StagePlan], *, paper: str, profile: str, gpus: int,
                          "(workbench/presets/model_configs/): "
                          + ", ".join(s.split(":")[0] for s in sources))
     return "\n".join(lines)
+
+
+def _count(n: float) -> str:
+    return f"{n / 1e9:.2f}B" if n >= 1e9 else f"{n / 1e6:.1f}M"
 
 
 def _short(s: str, n: int) -> str:
