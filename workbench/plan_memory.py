@@ -18,12 +18,15 @@ L sequence length, T = B·L tokens, n layers, h hidden size, kv key/value width
 V vocabulary, U the largest FSDP unit (a decoder layer, or the embedding / lm_head matrix).
 
 Training (``ddp``: every GPU holds everything; ``fsdp`` full shard and ``zero3`` shard weights,
-gradients and optimizer states over N GPUs and gather one unit at a time):
-  weights      ddp: b·P                  fsdp / zero3: b·P/N + 2·b·U (current + prefetched unit)
-  gradients    ddp: b·P_t                fsdp / zero3: b·P_t/N
-  optimizer    AdamW, mixed precision (b = 2): 12·P_t (fp32 master copy, m, v); fp32: 8·P_t;
-               sharded: /N
-  reference    DPO with a full fine-tune: a frozen copy, b·P (ddp) or b·P/N (sharded)
+gradients and optimizer states over N GPUs and gather one unit at a time). The trainers load
+float32 weights and train in bf16 autocast when mixed precision is on (b = 2 then, 4 without),
+so a trained parameter costs 16 bytes: the same total as the ZeRO paper's bf16 weights and
+gradients with an fp32 master copy and Adam states (2 + 2 + 12):
+  weights      ddp: 4·P                  fsdp / zero3: 4·P/N + 2·b·U (current + prefetched unit,
+                                         gathered in the compute dtype)
+  gradients    ddp: 4·P_t                fsdp / zero3: 4·P_t/N
+  optimizer    AdamW m and v: 8·P_t      fsdp / zero3: 8·P_t/N
+  reference    DPO with a full fine-tune: a frozen float32 copy, 4·P (ddp) or 4·P/N (sharded)
   activations  decoder layer, per token: b·(10h + 2kv + 4i) (two RMSNorms with their fp32
                upcasts 2 x 4h, q/k/v after RoPE and the attention output 2h + 2kv, SwiGLU's
                gate, activation, up and product 4i; a fused attention kernel stores no L x L
@@ -178,13 +181,13 @@ def train_memory(s: Shape, *, batch: int, seq_len: int, gpus: int, strategy: str
     """Bytes per GPU of one training stage: weights, grads, optimizer, reference, activations."""
     if strategy not in (*STRATEGIES, "single"):  # single: one process, priced as ddp
         raise ValueError(f"strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    b = 2 if mixed else 4
+    b = 2 if mixed else 4  # activations (and gathered units): bf16 autocast or float32
     trainable = s.lora if lora else s.params
     shard = 1 if strategy in ("ddp", "single") else gpus
-    weights = b * s.params / shard + (0 if shard == 1 else 2 * b * s.unit)
-    grads = b * trainable / shard
-    optimizer = (12 if mixed else 8) * trainable / shard
-    ref = b * s.params / shard if reference and not lora else 0.0
+    weights = 4 * s.params / shard + (0 if shard == 1 else 2 * b * s.unit)
+    grads = 4 * trainable / shard
+    optimizer = 8 * trainable / shard
+    ref = 4 * s.params / shard if reference and not lora else 0.0
     tokens = batch * seq_len * (2 if pairs else 1)
     layer = layer_activation_bytes(s, seq_len, b)
     act = tokens * (s.layers * b * s.hidden + layer) if checkpointing else tokens * s.layers * layer

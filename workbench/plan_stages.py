@@ -19,6 +19,7 @@ TRAIN = ("accelerate launch --config_file configs/accelerate/{strategy}.yaml --n
          "{gpus} -m workbench.cli %s stage %s --preset {profile}{params}")
 _DTYPE_MIXED = ("auto", "bfloat16", "float16")
 FC_CKPT = "{fc_ckpt}"
+LORA_STRATEGIES = ("ddp",)  # merging the adapters needs the whole model in one process
 
 
 def paper_config(paper: str, profile: str, overrides: dict[str, Any]):
@@ -56,7 +57,8 @@ def _blockpruner(cfg) -> list[Stage]:
 def _fusechat(cfg) -> list[Stage]:
     mixed = cfg.dtype in _DTYPE_MIXED
     models = (cfg.pivot, *cfg.sources)
-    train = dict(batch=cfg.batch_size, seq_len=cfg.max_length, lora=cfg.lora, mixed=mixed)
+    train = dict(batch=cfg.batch_size, seq_len=cfg.max_length, lora=cfg.lora, mixed=mixed,
+                 strategies=LORA_STRATEGIES if cfg.lora else ())
     evaluated = models if cfg.eval_sources else (cfg.pivot,)
     stages = [
         Stage("representations", "infer", models, batch=1, seq_len=cfg.token_budget,
@@ -91,7 +93,7 @@ def _judge(name: str, seq_len: int, new_tokens: int, paper: str, batch: int = 4)
 def _seft(cfg) -> list[Stage]:
     ck = True if cfg.gradient_checkpointing else None
     train = dict(batch=cfg.batch_size, seq_len=cfg.max_length, lora=cfg.lora, mixed=cfg.bf16,
-                 checkpointing=ck)
+                 checkpointing=ck, strategies=LORA_STRATEGIES if cfg.lora else ())
     gen = dict(batch=8, seq_len=cfg.max_length, mixed=True)
     ckpt = "{ckpt}"
     stages = [

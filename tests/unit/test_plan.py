@@ -45,25 +45,28 @@ def test_tiny_shape_by_hand(tiny):
 
 def test_training_memory_by_hand(tiny):
     ddp = pm.train_memory(tiny, batch=2, seq_len=16, gpus=4, strategy="ddp")
-    # bf16 weights and grads, fp32 master + Adam m, v = 12 bytes per trainable parameter
-    assert ddp["weights"] == ddp["grads"] == 2 * 202_048
-    assert ddp["optimizer"] == 12 * 202_048
-    # 32 tokens x 2 layers x 2 bytes x (10*64 + 2*32 + 4*128) + logits 32 x 1000 x (2 + 8)
+    # float32 weights and grads, AdamW m and v: 16 bytes per trained parameter
+    assert ddp["weights"] == ddp["grads"] == 4 * 202_048
+    assert ddp["optimizer"] == 8 * 202_048
+    # bf16 autocast: 32 tokens x 2 layers x 2 bytes x (10*64 + 2*32 + 4*128)
+    # + logits 32 x 1000 x (2 + 8)
     assert ddp["activations"] == 32 * 2 * 2 * 1216 + 32 * 1000 * 10 == 475_648
     fsdp = pm.train_memory(tiny, batch=2, seq_len=16, gpus=4, strategy="fsdp")
-    assert fsdp["weights"] == 2 * 202_048 / 4 + 2 * 2 * 64_000 == 357_024
-    assert fsdp["grads"] == 101_024 and fsdp["optimizer"] == 606_144
+    # a quarter of the weights + two gathered bf16 units (the 64,000-entry embedding)
+    assert fsdp["weights"] == 4 * 202_048 / 4 + 2 * 2 * 64_000 == 458_048
+    assert fsdp["grads"] == 202_048 and fsdp["optimizer"] == 404_096
     assert fsdp == pm.train_memory(tiny, batch=2, seq_len=16, gpus=4, strategy="zero3")
     ckpt = pm.train_memory(tiny, batch=2, seq_len=16, gpus=4, strategy="ddp", checkpointing=True)
     assert ckpt["activations"] == 32 * (2 * 2 * 64 + 2 * 1216) + 320_000 == 406_016
     lora = pm.train_memory(tiny, batch=2, seq_len=16, gpus=4, strategy="ddp", lora=True)
-    assert lora["weights"] == 404_096 and lora["grads"] == 2 * 16_384
-    assert lora["optimizer"] == 12 * 16_384
+    assert lora["weights"] == 808_192 and lora["grads"] == 4 * 16_384
+    assert lora["optimizer"] == 8 * 16_384
     dpo = pm.train_memory(tiny, batch=2, seq_len=16, gpus=1, strategy="ddp", reference=True,
                           pairs=True)
-    assert dpo["reference"] == 404_096 and dpo["activations"] == 2 * 475_648
+    assert dpo["reference"] == 808_192 and dpo["activations"] == 2 * 475_648
     fp32 = pm.train_memory(tiny, batch=2, seq_len=16, gpus=1, strategy="ddp", mixed=False)
-    assert fp32["weights"] == 4 * 202_048 and fp32["optimizer"] == 8 * 202_048
+    assert fp32["weights"] == 808_192 and fp32["optimizer"] == 8 * 202_048
+    assert fp32["activations"] == 32 * 2 * 4 * 1216 + 32 * 1000 * 12
 
 
 def test_inference_memory_by_hand(tiny):
