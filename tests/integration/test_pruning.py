@@ -54,7 +54,17 @@ def test_orchestrator_smoke(tmp_path):
     res = run_blockpruner(cfg)
     metrics = json.loads((res.run_dir / "metrics.json").read_text())
     assert [r["method"] for r in metrics["table"]] == ["Dense", "BlockPruner", "ShortGPT"]
-    assert set(metrics["table"][0]) == {"method", "ratio", "ppl", "piqa", "avg"}
+    assert set(metrics["table"][0]) == {"method", "ratio", "ppl", "ppl_lo", "ppl_hi", "ppl_n",
+                                        "piqa", "piqa_lo", "piqa_hi", "piqa_stderr", "piqa_n",
+                                        "avg", "avg_stderr"}
+    dense = metrics["table"][0]
+    assert dense["ppl_lo"] <= dense["ppl"] <= dense["ppl_hi"] and dense["ppl_n"] == 4
+    assert dense["piqa_n"] == 2 and metrics["calibration"]["documents"] == 8
+    per = json.loads((res.run_dir / "artifacts/per_item/wikitext2_nll.json").read_text())
+    assert set(per["values"]) == {"Dense", "BlockPruner", "ShortGPT"} and len(per["ids"]) == 4
+    piqa = json.loads((res.run_dir / "artifacts/per_item/piqa.json").read_text())
+    assert piqa["values"]["Dense"] in ([0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0])
+    assert (res.run_dir / "artifacts/per_item/zeroshot.json").exists()
     order = json.loads((res.run_dir / "artifacts/blockpruner_del_order_list.json").read_text())
     assert list(order) == ["1", "2"]
     assert (res.run_dir / "artifacts/pruned_model/config.json").exists()
@@ -73,3 +83,7 @@ def test_config_errors():
         PruningConfig.from_preset("smoke", num_blocks=0)
     with pytest.raises(ValueError, match="unknown block search"):
         PruningConfig.from_preset("smoke", method="foo")
+    with pytest.raises(ValueError, match="cache_budget_gb"):
+        PruningConfig.from_preset("smoke", cache_budget_gb=-1)
+    assert PruningConfig.from_preset("paper").cal_heldout is True
+    assert PruningConfig.from_preset("quick").batch_size == 8

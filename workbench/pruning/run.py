@@ -57,6 +57,9 @@ class PruningConfig(RunConfig):
     batch_size: int = field(default=8, metadata={"help": "rows per forward (the official "
                                                           "search: 2)"})
     fast: bool = field(default=True, metadata={"help": "exact speed-ups in the greedy search"})
+    cache_budget_gb: float | None = field(default=None, metadata={
+        "help": "memory for the fast search's hidden-state cache (None: half the free memory "
+                "of the device); row batches beyond it are recomputed for every candidate"})
     eval_seq_len: int = field(default=128, metadata={"help": "WikiText-2 window length"})
     eval_max_rows: int | None = field(default=8, metadata={"help": "WikiText-2 windows cap"})
     tasks: tuple[str, ...] = field(default=("piqa", "winogrande", "hellaswag", "arc_easy",
@@ -78,6 +81,8 @@ class PruningConfig(RunConfig):
             raise ValueError(f"target_ratio must be in (0, 1), got {self.target_ratio}")
         if self.num_blocks is None and self.target_ratio is None:
             raise ValueError("set num_blocks or target_ratio")
+        if self.cache_budget_gb is not None and self.cache_budget_gb < 0:
+            raise ValueError(f"cache_budget_gb must be >= 0, got {self.cache_budget_gb}")
         if self.eval_batch_size < 1:
             raise ValueError(f"eval_batch_size must be >= 1, got {self.eval_batch_size}")
         if self.cal_nsamples < 1:
@@ -111,8 +116,14 @@ def _calibration(cfg: PruningConfig, tok):
     return cal
 
 
+def _budget(cfg: PruningConfig) -> int | None:
+    return None if cfg.cache_budget_gb is None else int(cfg.cache_budget_gb * 2**30)
+
+
 def _search(cfg, bm, rows, method, run: RunDir, num: int, **kw) -> list[dict]:
     fn = SEARCHES.get(method)
+    if method in (*GREEDY_METHODS, "layer"):
+        kw["budget_bytes"] = _budget(cfg)
     steps = fn(bm, rows, num, block_type=cfg.block_type, fast=cfg.fast,
                batch_size=cfg.batch_size, checkpoint=run.checkpoints / f"{method}.json", **kw)
     run.write_artifact_json(f"{method}_steps.json", steps)
@@ -160,7 +171,7 @@ def _greedy_to_ratio(cfg, bm, rows, run, method: str, target: float) -> list[dic
     steps = SEARCHES.get(method)(
         bm, rows, len(bm.blocks(cfg.block_type)) - 1, block_type=cfg.block_type,
         fast=cfg.fast, batch_size=cfg.batch_size, checkpoint=run.checkpoints / f"{method}.json",
-        stop_when=lambda rec: rec["ratio"] >= target)
+        stop_when=lambda rec: rec["ratio"] >= target, budget_bytes=_budget(cfg))
     steps = _cut(steps, target)
     run.write_artifact_json(f"{method}_steps.json", steps)
     run.write_artifact_json(f"{method}_del_order_list.json", del_order_list(steps))
@@ -172,23 +183,69 @@ def _layers_for_ratio(bm: BlockModel, ratio: float) -> int:
     return max(1, min(bm.n_layers - 1, round(ratio / per_layer)))
 
 
-def evaluate_set(cfg: PruningConfig, model, tok, removed, wiki_rows=None) -> dict[str, Any]:
-    """WikiText-2 PPL and zero-shot scores (percent) of `model` with `removed` blocks masked."""
-    from workbench.eval.ppl import perplexity, wikitext2_rows
+def evaluate_set(cfg: PruningConfig, model, tok, removed, wiki_rows=None,
+                 items: dict[str, Any] | None = None) -> dict[str, Any]:
+    """WikiText-2 PPL and zero-shot scores (percent) of `model` with `removed` blocks masked,
+    each with its uncertainty: PPL with a 95 % bootstrap CI over the evaluation windows
+    (exp of the CI of the mean window NLL), accuracies with lm-eval's stderr and a Wilson CI.
+
+    `items` (optional, filled in): per-item values {"wikitext2_nll": [...], "<task>": [0/1...]}.
+    """
+    from workbench.eval.ppl import row_nll, wikitext2_rows
+    from workbench.eval.stats import bootstrap_ci, proportion_ci
     from workbench.eval.zeroshot import evaluate
 
     if wiki_rows is None:
         wiki_rows = wikitext2_rows(tok, cfg.eval_seq_len, cfg.eval_max_rows)
     with BlockModel(model) as bm, bm.removed(removed):
-        ppl = perplexity(model, wiki_rows, cfg.batch_size)
-        zs = (evaluate(model, tok, cfg.tasks, cfg.eval_limit, batch_size=cfg.eval_batch_size)
-              if cfg.tasks else {"avg": math.nan})
+        nll = row_nll(model, wiki_rows, cfg.batch_size).tolist()
+        zs = (evaluate(model, tok, cfg.tasks, cfg.eval_limit, batch_size=cfg.eval_batch_size,
+                       log_samples=True) if cfg.tasks else {"avg": math.nan})
         ratio = bm.ratio(removed)
-    row = {"ratio": round(100 * ratio, 2), "ppl": round(ppl, 3)}
+    est = bootstrap_ci(nll)
+    row: dict[str, Any] = {"ratio": round(100 * ratio, 2), "ppl": round(math.exp(est.value), 3),
+                           "ppl_lo": _r(math.exp(est.lo), 3), "ppl_hi": _r(math.exp(est.hi), 3),
+                           "ppl_n": est.n}
+    if items is not None:
+        items["wikitext2_nll"] = nll
+    ses = []
     for t in cfg.tasks:
+        metric = zs[t]["metric"]
+        hits = [float(x[metric]) for x in sorted(zs["samples"][t], key=lambda x: x["doc_id"])]
+        acc = proportion_ci(int(round(sum(hits))), len(hits))
         row[t] = round(100 * zs[t]["score"], 2)
+        row[f"{t}_lo"], row[f"{t}_hi"] = _r(100 * acc.lo, 2), _r(100 * acc.hi, 2)
+        row[f"{t}_stderr"], row[f"{t}_n"] = _r(100 * acc.stderr, 2), acc.n
+        ses.append(acc.stderr)
+        if items is not None:
+            items[t] = hits
     row["avg"] = round(100 * zs["avg"], 2) if cfg.tasks else None
+    if cfg.tasks:  # tasks are independent samples: SE of the mean of the task scores
+        row["avg_stderr"] = _r(100 * math.sqrt(sum(x * x for x in ses)) / len(ses), 2)
     return row
+
+
+def _r(x: float, digits: int) -> float | None:
+    return round(x, digits) if math.isfinite(x) else None
+
+
+def _write_per_item(run: RunDir, items: dict[str, dict[str, list[float]]]) -> None:
+    """artifacts/per_item/<metric>.json, the shared per-item convention (one row per method)."""
+    tasks = [m for m in items if m != "wikitext2_nll"]
+    for metric, rows in items.items():
+        n = len(next(iter(rows.values())))
+        wiki = metric == "wikitext2_nll"
+        write_json(run.artifacts / "per_item" / f"{metric}.json", {
+            "metric": metric, "higher_is_better": not wiki,
+            "unit": "mean NLL per token of a window (nats)" if wiki else "accuracy (0/1)",
+            "ids": [f"window-{i}" if wiki else f"{metric}-{i}" for i in range(n)],
+            "values": rows})
+    if tasks:  # every zero-shot example of every task, one list per method
+        write_json(run.artifacts / "per_item" / "zeroshot.json", {
+            "metric": "zeroshot", "higher_is_better": True, "unit": "accuracy (0/1)",
+            "ids": [f"{t}-{i}" for t in tasks for i in range(len(next(iter(items[t].values()))))],
+            "values": {name: [v for t in tasks for v in items[t][name]]
+                       for name in items[tasks[0]]}})
 
 
 def run_blockpruner(cfg: PruningConfig) -> PruningResult:
@@ -216,16 +273,22 @@ def run_blockpruner(cfg: PruningConfig) -> PruningResult:
     wiki = wikitext2_rows(tok, cfg.eval_seq_len, cfg.eval_max_rows)
     from workbench.viz.pruning import METHOD_NAMES as names
     table = []
+    per_item: dict[str, dict[str, list[float]]] = {}
     for m, removed in [("dense", []), *((m, st[-1]["set"]) for m, st in all_steps.items())]:
         # each evaluation is saved as it finishes: a killed run resumes after the last one
         ck = run.checkpoints / f"eval_{m}.json"
         prev = read_json(ck) if ck.exists() else None
-        if prev is not None and prev["removed"] == removed:
-            row = prev["row"]
+        name = names.get(m, "Dense")
+        if prev is not None and prev["removed"] == removed and "items" in prev:
+            row, items = prev["row"], prev["items"]
         else:
-            row = evaluate_set(cfg, model, tok, [tuple(b) for b in removed], wiki)
-            write_json(ck, {"removed": removed, "row": row})
-        table.append({"method": names.get(m, "Dense"), **row})
+            items = {}
+            row = evaluate_set(cfg, model, tok, [tuple(b) for b in removed], wiki, items)
+            write_json(ck, {"removed": removed, "row": row, "items": items})
+        for metric, vals in items.items():
+            per_item.setdefault(metric, {})[name] = vals
+        table.append({"method": name, **row})
+    _write_per_item(run, per_item)
     final = [tuple(b) for b in steps[-1]["set"]]
     if cfg.export:
         from workbench.pruning.export import export_pruned

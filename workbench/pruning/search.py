@@ -286,26 +286,26 @@ def metric_rm(bm: BlockModel, rows: torch.Tensor, units, batch_size: int = 8):
 # ---- searches ----------------------------------------------------------------------------
 @SEARCHES.register("blockpruner", paper="BlockPruner (greedy, PPL, blocks)")
 def search_blockpruner(bm, rows, num, *, block_type="mix", fast=True, batch_size=8,
-                       checkpoint=None, on_step=None, stop_when=None):
+                       checkpoint=None, on_step=None, stop_when=None, budget_bytes=None):
     return greedy(bm, rows, num, unit="block", block_type=block_type, fast=fast,
                   batch_size=batch_size, checkpoint=checkpoint, on_step=on_step,
-                  stop_when=stop_when)
+                  stop_when=stop_when, budget_bytes=budget_bytes)
 
 
 @SEARCHES.register("size_aware", paper="size-aware BlockPruner (beyond the paper): smallest "
                    "log-PPL increase per removed parameter")
 def search_size_aware(bm, rows, num, *, block_type="mix", fast=True, batch_size=8,
-                      checkpoint=None, on_step=None, stop_when=None):
+                      checkpoint=None, on_step=None, stop_when=None, budget_bytes=None):
     return greedy(bm, rows, num, unit="block", block_type=block_type, fast=fast,
                   batch_size=batch_size, checkpoint=checkpoint, on_step=on_step,
-                  rule="per_param", stop_when=stop_when)
+                  rule="per_param", stop_when=stop_when, budget_bytes=budget_bytes)
 
 
 @SEARCHES.register("layer", paper="BlockPruner -block ablation (greedy, PPL, layers; SLEB-like)")
 def search_layer(bm, rows, num, *, block_type="mix", fast=True, batch_size=8,
-                 checkpoint=None, on_step=None):
+                 checkpoint=None, on_step=None, budget_bytes=None):
     return greedy(bm, rows, num, unit="layer", fast=fast, batch_size=batch_size,
-                  checkpoint=checkpoint, on_step=on_step)
+                  checkpoint=checkpoint, on_step=on_step, budget_bytes=budget_bytes)
 
 
 def _ranked(bm, rows, num, units, metric, batch_size, target_ratio=None):
