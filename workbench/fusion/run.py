@@ -27,6 +27,7 @@ from typing import Any
 
 from workbench.common import RunDir, resolve_device, resolve_dtype, seed_everything
 from workbench.common.io import read_json, write_json
+from workbench.common.rundir import local_device
 from workbench.fusion import represent as R
 from workbench.fusion.config import ALIGN_FIELDS, COUNT_FIELDS, FuseChatConfig
 from workbench.fusion.context import (
@@ -113,7 +114,7 @@ def represent_one(cfg: FuseChatConfig, model: str, worker: tuple[int, int] = (0,
 def _represent(ctx: FuseChatContext, model: str, worker: tuple[int, int] = (0, 1)
                ) -> dict[str, Any] | None:
     cfg = ctx.cfg
-    device = resolve_device(cfg.device)
+    device = resolve_device(local_device(cfg.device))  # this rank's GPU under a launch
     st = R.compute_representations(
         model, R.load_dialogues(ctx.dialogues_path), ctx.repr_dir(model), top_k=cfg.top_k,
         max_length=cfg.max_length, batch_size=cfg.repr_batch_size,

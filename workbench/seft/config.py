@@ -71,6 +71,9 @@ class SEFTConfig(RunConfig):
         "save_steps (checkpoints: a killed stage resumes from its last one), fsdp, deepspeed, "
         "...; resume_from_checkpoint: unset/true = the last checkpoint, false = start over, a "
         "path")})
+    generation_backend: str = _f("hf", "answers of the evaluated models: hf (batched "
+                                 "generate) | vllm (needs vllm + CUDA) | auto (vllm when "
+                                 "usable, else hf); greedy either way")
     num_threads: int | None = _f(None, "torch CPU threads (None = torch's default). 1 is much "
                                  "faster when another job shares the cores (measured 4x for an "
                                  "SFT step on 2 busy cores)")
@@ -82,6 +85,10 @@ class SEFTConfig(RunConfig):
         if self.judge_mode not in JUDGE_MODES:
             raise ValueError(f"SEFTConfig.judge_mode must be one of {', '.join(JUDGE_MODES)}, "
                              f"got {self.judge_mode!r}")
+        from workbench.eval.generation import BACKENDS
+        if self.generation_backend not in BACKENDS:
+            raise ValueError(f"SEFTConfig.generation_backend must be one of "
+                             f"{', '.join(BACKENDS)}, got {self.generation_backend!r}")
         if self.decision not in ("constrained", "free"):
             raise ValueError(f"decision must be constrained|free, got {self.decision!r}")
         if self.ranked_pairs not in ("worst", "each"):

@@ -28,32 +28,26 @@ log = logging.getLogger(__name__)
 @torch.no_grad()
 def generate_chat(model, tokenizer, user_texts: list[str] | list[list[dict[str, str]]], *,
                   max_new_tokens: int = 64, do_sample: bool = True, temperature: float = 0.7,
-                  top_p: float = 0.9, batch_size: int = 8,
-                  assistant_prefix: str = "") -> list[str]:
-    """Greedy/sampled chat generation (left padding) through the model's chat template.
+                  top_p: float = 0.9, batch_size: int = 8, assistant_prefix: str = "",
+                  backend: str = "hf", model_path: str | None = None) -> list[str]:
+    """Greedy/sampled chat generation through the model's chat template
+    (:func:`workbench.eval.generation.generate`: left-padded HF batches, or vLLM on
+    ``model_path`` with ``backend="vllm"`` / ``"auto"``).
     Each item is a user text (single turn) or a whole conversation (list of messages ending with
     a user turn, e.g. MT-Bench's second turn after the model's own first answer).
     ``assistant_prefix`` is written at the start of the assistant turn and the model continues it
-    (the prefix itself is not part of the returned text)."""
-    model.eval()
+    (the prefix itself is not part of the returned text). The model is left in eval mode and the
+    tokenizer padding on the left, as SEFT's stages have always found them after sampling."""
+    from workbench.eval.generation import chat_prompts, generate
+
+    if model is not None:
+        model.eval()
     tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    outs: list[str] = []
-    dev = next(model.parameters()).device
-    for i in range(0, len(user_texts), batch_size):
-        chunk = user_texts[i:i + batch_size]
-        convs = [[{"role": "user", "content": t}] if isinstance(t, str) else list(t) for t in chunk]
-        texts = [tokenizer.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                 + assistant_prefix for c in convs]
-        enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(dev)
-        kw = dict(do_sample=do_sample, max_new_tokens=max_new_tokens,
-                  pad_token_id=tokenizer.pad_token_id)
-        if do_sample:
-            kw.update(temperature=temperature, top_p=top_p)
-        gen = model.generate(**enc, **kw)
-        outs += tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
-    return [o.strip() for o in outs]
+    texts = chat_prompts(tokenizer, user_texts, assistant_prefix=assistant_prefix)
+    return generate(model, tokenizer, texts, max_new_tokens=max_new_tokens,
+                    temperature=temperature if do_sample else 0.0,
+                    top_p=top_p if do_sample else 1.0, batch_size=batch_size,
+                    add_special_tokens=False, strip=True, backend=backend, model_path=model_path)
 
 
 def _n_tokens(tokenizer, text: str) -> int:

@@ -18,6 +18,8 @@ from workbench.common.runtime import quiet_trainer
 from workbench.common.trainargs import resume_checkpoint, split_resume
 from workbench.seft.inference import (  # noqa: F401  (re-exported: the old single-module layout)
     DECISIONS,
+    _chat_prompt,
+    _n_tokens,
     clip_reviser_input,
     continuation_logprobs,
     decision_margins,

@@ -12,8 +12,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from workbench.common.io import read_json, write_json
 from workbench.common.runtime import track
 from workbench.fusion.train.targets import short_name
@@ -63,26 +61,16 @@ def heldout_ce(model, tokenizer, dialogues: Sequence[Any], max_length: int) -> d
 
 def chat_generator(model, tokenizer, chat_template: str, max_new_tokens: int,
                    batch_size: int = 4) -> Callable[[list[list[dict[str, str]]]], list[str]]:
-    """``generate_many(conversations) -> answers``: greedy, left-padded batches, the pivot's
-    chat template (also for sources without one, as FuseChat renders all data with it)."""
+    """``generate_many(conversations) -> answers``: greedy, left-padded batches
+    (:func:`workbench.eval.generation.generate`), the pivot's chat template (also for sources
+    without one, as FuseChat renders all data with it); BOS added unless the template wrote it."""
+    from workbench.eval.generation import chat_prompts, generate
+
     def generate_many(convs: list[list[dict[str, str]]]) -> list[str]:
-        tokenizer.padding_side = "left"
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        dev = next(model.parameters()).device
-        outs: list[str] = []
-        for i in range(0, len(convs), batch_size):
-            texts = [tokenizer.apply_chat_template(c, chat_template=chat_template, tokenize=False,
-                                                   add_generation_prompt=True)
-                     for c in convs[i:i + batch_size]]
-            bos = tokenizer.bos_token
-            add = not (bos and texts[0].startswith(bos))
-            enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=add)
-            with torch.no_grad():
-                gen = model.generate(**enc.to(dev), do_sample=False, max_new_tokens=max_new_tokens,
-                                     pad_token_id=pad)
-            outs += [t.strip() for t in tokenizer.batch_decode(
-                gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)]
-        return outs
+        tokenizer.padding_side = "left"  # and left so afterwards, as before the helper
+        texts = chat_prompts(tokenizer, convs, chat_template=chat_template)
+        return generate(model, tokenizer, texts, max_new_tokens=max_new_tokens,
+                        batch_size=batch_size, add_special_tokens="auto", strip=True)
     return generate_many
 
 

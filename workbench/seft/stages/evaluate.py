@@ -140,17 +140,27 @@ def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None
 def answer_all(cfg: SEFTConfig, model_dirs: dict[str, Path], eval_prompts: list[str],
                questions: list[dict[str, Any]], out_dir: Path) -> dict[str, dict[str, Any]]:
     """Greedy answers of every model (held-out prompts, then both MT-Bench turns), one model
-    loaded at a time (``cfg.device`` / ``cfg.dtype``); a saved answer file is reused."""
+    loaded at a time (``cfg.device`` / ``cfg.dtype``; ``cfg.generation_backend`` vllm / auto:
+    a vLLM engine on the model's folder instead); a saved answer file is reused."""
+    from workbench.eval.generation import pick_backend
+
     out_dir.mkdir(exist_ok=True)
     answers: dict[str, dict[str, Any]] = {}
-    gen = dict(max_new_tokens=cfg.max_new_tokens, do_sample=False)
     for name in track(list(model_dirs), desc="answers"):
         f = out_dir / f"{_slug(name)}.json"
         if not f.exists():
-            m, tok = load(cfg, str(model_dirs[name]))
+            path = str(model_dirs[name])
+            backend = pick_backend(cfg.generation_backend, path)
+            if backend == "vllm":  # the engine loads the weights itself
+                from workbench.common.models import load_tokenizer
+                m, tok = None, load_tokenizer(path)
+            else:
+                m, tok = load(cfg, path)
+            gen = dict(max_new_tokens=cfg.max_new_tokens, do_sample=False, backend=backend,
+                       model_path=path)
             ev = generate_chat(m, tok, eval_prompts, **gen)
-            mt = mtbench_answers_batch(lambda convs, m=m, tok=tok: generate_chat(m, tok, convs,
-                                                                                 **gen), questions)
+            mt = mtbench_answers_batch(lambda convs, m=m, tok=tok, gen=gen: generate_chat(
+                m, tok, convs, **gen), questions)
             write_json(f, {"model": name, "eval_prompts": eval_prompts, "eval": ev,
                            "mtbench": mt})
             del m, tok
