@@ -183,6 +183,8 @@ def _difference(run_dir: Path, files, spec, a: dict, b: dict, key: str) -> Claim
     if d is not None:
         w = d.get("weights")
         est = stats.paired_bootstrap_ci(vals[0], vals[1], weights=w).scaled(scale)
+        if scale == 1.0 and d["metric"] != metric:  # e.g. mean NLL for a PPL claim: same sign
+            what = f"{na} − {nb}, {d['metric']}"
         unit = d.get("unit") or d["metric"]
         how = f"paired bootstrap over {est.n} items ({d['_file']}: {unit}" + \
               (", token-weighted)" if w else ")")
