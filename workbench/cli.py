@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
+from pathlib import Path
+from types import ModuleType
 
-from workbench.common.papers import PAPERS, optional_import
-from workbench.common.runtime import setup_logging
+from workbench.common.papers import PAPERS
 
 PAPER_CLIS = tuple(f"{p.package}.cli" for p in PAPERS) + ("workbench.plan",)
+LOOPBACK_HINT = ("workbench app: warning: --host {host} is not a loopback address: anyone who can "
+                 "reach this machine can use the app{auth}.")
 
 
 def _offline_defaults() -> None:
@@ -54,11 +58,20 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0 if all(r["available"] for r in rows) else 1
 
 
-def cmd_reproduce(args: argparse.Namespace) -> int:
-    from workbench.reproduce import parse_params, reproduce
+def check_reproduce(args: argparse.Namespace) -> None:
+    """Everything a typo can break, checked in well under 2 s, before torch or any kernel loads."""
+    from workbench.nbparams import check_params, check_results_dir
+    from workbench.reproduce import parse_params
 
-    outcomes = reproduce(args.name, args.profile, args.results, parse_params(args.param),
-                         timeout=args.timeout)
+    args.params = parse_params(args.param)
+    check_params(args.name, args.profile, args.params)
+    check_results_dir(args.results)
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from workbench.reproduce import reproduce
+
+    outcomes = reproduce(args.name, args.profile, args.results, args.params, timeout=args.timeout)
     for o in outcomes:
         note = f"  ({o.error})" if o.error else ""
         sys.stdout.write(f"{o.name:12s} {o.status:8s} {o.seconds:7.1f} s{note}\n")
@@ -67,10 +80,15 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
-    from workbench.apphub import build_hub
+    from workbench.apphub import build_hub, is_loopback, parse_auth
 
-    build_hub(args.runs).queue().launch(
-        server_name=args.host, server_port=args.port, share=False, footer_links=["gradio"]
+    auth = parse_auth(args.auth)
+    if not is_loopback(args.host):
+        sys.stderr.write(LOOPBACK_HINT.format(
+            host=args.host, auth=" after logging in" if auth else "; add --auth user:password") + "\n")
+    build_hub(args.runs).queue(default_concurrency_limit=2).launch(
+        server_name=args.host, server_port=args.port, share=False, footer_links=["gradio"],
+        auth=auth, max_file_size="1mb",
     )
     return 0
 
@@ -96,30 +114,58 @@ def build_parser() -> argparse.ArgumentParser:
                    help="notebook parameter override (repeatable)")
     r.add_argument("--results", default="results", help="output folder (default: results)")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
-    r.set_defaults(func=cmd_reproduce)
+    r.set_defaults(func=cmd_reproduce, precheck=check_reproduce)
 
     a = sub.add_parser("app", help="launch the Gradio hub (127.0.0.1 by default)")
-    a.add_argument("--host", default="127.0.0.1")
+    a.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1; anything else warns)")
+    a.add_argument("--auth", default=None, metavar="USER:PASSWORD",
+                   help="require this login (Gradio auth); use it with a non-loopback --host")
     a.add_argument("--port", type=int, default=7860)
     a.add_argument("--runs", default=None, help="runs root (default: $WORKBENCH_RUNS or ./runs)")
     a.set_defaults(func=cmd_app)
 
     for mod in PAPER_CLIS:
-        module = optional_import(mod)
+        module = _paper_cli(mod)
         if module is not None:
             module.register(sub)
     return p
 
 
+def _paper_cli(name: str) -> ModuleType | None:
+    """A paper's `cli.py`, loaded from its file without importing the paper package (whose
+    `__init__` pulls in torch): `workbench --help` stays fast. None when the paper has none."""
+    if name in sys.modules:
+        return sys.modules[name]
+    path = Path(__file__).parent.joinpath(*name.split(".")[1:]).with_suffix(".py")
+    if not path.exists():
+        return None
+    spec = importlib.util.spec_from_file_location(f"_workbench_cli_{path.parent.name}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def main(argv: list[str] | None = None) -> int:
     _offline_defaults()
     args = build_parser().parse_args(argv)
-    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
     try:
+        if getattr(args, "precheck", None) is not None:
+            args.precheck(args)
+        from workbench.common.runtime import setup_logging
+
+        setup_logging(logging.DEBUG if args.verbose else logging.INFO)
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, ImportError) as e:
-        sys.stderr.write(f"workbench: error: {e}\n")
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError, ImportError) as e:
+        if args.verbose:
+            raise
+        sys.stderr.write(f"workbench: error: {_first_line(e)}\n")
         return 2
+
+
+def _first_line(e: BaseException) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 if __name__ == "__main__":

@@ -117,7 +117,9 @@ def reproduce(name: str = "all", profile: str = "quick", results: str | Path = "
     results.mkdir(parents=True, exist_ok=True)
     outcomes = []
     for nb in select_notebooks(name):
-        outcome = run_notebook(nb, profile, results, params or {}, timeout)
+        from workbench.nbparams import params_for
+
+        outcome = run_notebook(nb, profile, results, params_for(nb, params or {}), timeout)
         log.info("%s: %s in %.0f s%s", nb, outcome.status, outcome.seconds,
                  f" ({outcome.error})" if outcome.error else "")
         outcomes.append(outcome)

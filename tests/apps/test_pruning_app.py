@@ -30,7 +30,7 @@ def test_callbacks(runs):
     md, curve, omap, ratio = step_view(runs, rel, 2)
     assert "Step 2/2" in md and "parameter ratio" in md
     assert len(omap.data[0].z) == 2 and len(omap.data[0].z[0]) == 4
-    assert {t.name for t in ratio.data} == {"blockpruner", "rm"}
+    assert {t.name for t in ratio.data} == {"BlockPruner", "RM"}  # the tables' names
     dense, pruned = compare_next_token(runs, rel, 2, "Hello world")
     assert len(dense) == 5 and len(pruned) == 5
     assert dense != pruned

@@ -132,7 +132,9 @@ def test_explorer_helpers_and_figure(toks):
     assert al.path[0] == (0, 0) and al.path[-1] == (len(al.pivot_ids) - 1, len(al.source_ids) - 1)
     assert len(al.table()) == len(al.pivot_ids)
     fig = alignment_matrix_figure(al)
-    assert len(fig.data) == 2 and len(fig.data[1].x) == len(al.path)
+    assert len(fig.data[1].x) == len(al.path)
+    legend = [t.name for t in fig.data[2:]]  # one legend entry per path colour used
+    assert legend and set(legend) == {f"path: {r}" for r in set(al.relations)}
     src, piv = token_texts(src_tok), token_texts(piv_tok)
     ids = src_tok("naïve 你好 😀", add_special_tokens=False)["input_ids"]
     maps = [build_vocab_map(n, src, piv, needed=ids) for n in ("em", "mined")]

@@ -1,25 +1,34 @@
-"""Shared plumbing: registry, frozen configs with presets, run directories, models, runtime."""
+"""Shared plumbing: registry, frozen configs with presets, run directories, models, runtime.
 
-from workbench.common.config import PROFILES, RunConfig
-from workbench.common.models import (
-    OFFLINE_MODELS,
-    load_causal_lm,
-    load_tokenizer,
-    prepare,
-    resolve_model,
-)
-from workbench.common.registry import Registry, did_you_mean
-from workbench.common.rundir import RunDir, list_runs, runs_root
-from workbench.common.runtime import (
-    resolve_device,
-    resolve_dtype,
-    seed_everything,
-    setup_logging,
-    track,
-)
+The names below load on first use (PEP 562), so importing a light submodule such as
+`workbench.common.papers` (the CLI's `--help`, its parameter checks) does not import torch.
+"""
 
-__all__ = [
-    "OFFLINE_MODELS", "PROFILES", "Registry", "RunConfig", "RunDir", "did_you_mean", "list_runs",
-    "load_causal_lm", "load_tokenizer", "prepare", "resolve_device", "resolve_dtype",
-    "resolve_model", "runs_root", "seed_everything", "setup_logging", "track",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "PROFILES": "config", "RunConfig": "config",
+    "OFFLINE_MODELS": "models", "load_causal_lm": "models", "load_tokenizer": "models",
+    "prepare": "models", "resolve_model": "models",
+    "Registry": "registry", "did_you_mean": "registry",
+    "RunDir": "rundir", "list_runs": "rundir", "runs_root": "rundir",
+    "resolve_device": "runtime", "resolve_dtype": "runtime", "seed_everything": "runtime",
+    "setup_logging": "runtime", "track": "runtime",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'workbench.common' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"workbench.common.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

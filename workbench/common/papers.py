@@ -17,17 +17,22 @@ class Paper:
     package: str    # workbench.<pkg>: app.py (build_app) and, optionally, cli.py (register)
     title: str      # paper title in reports
     tab: str        # app hub tab title
+    config: str = ""  # "<module file under workbench/>:<class>": the notebook's config class
 
 
 PAPERS: tuple[Paper, ...] = (
     Paper("blockpruner", "workbench.pruning",
-          "BlockPruner: fine-grained pruning for LLMs (Findings ACL 2025)", "BlockPruner: block importance"),
+          "BlockPruner: fine-grained pruning for LLMs (Findings ACL 2025)", "BlockPruner: block importance",
+          "pruning/run.py:PruningConfig"),
     Paper("fusechat", "workbench.fusion",
-          "FuseChat: knowledge fusion of chat models (EMNLP 2025)", "FuseChat: token alignment"),
+          "FuseChat: knowledge fusion of chat models (EMNLP 2025)", "FuseChat: token alignment",
+          "fusion/config.py:FuseChatConfig"),
     Paper("seft", "workbench.seft",
-          "SEFT: self-evolution fine-tuning (Findings EMNLP 2024)", "SEFT: reviser playground"),
+          "SEFT: self-evolution fine-tuning (Findings EMNLP 2024)", "SEFT: reviser playground",
+          "seft/config.py:SEFTConfig"),
     Paper("toxic_spans", "workbench.spans",
-          "YNU-HPCC at SemEval-2021 Task 5: toxic span detection", "Toxic spans"),
+          "YNU-HPCC at SemEval-2021 Task 5: toxic span detection", "Toxic spans",
+          "spans/train.py:SpansConfig"),
 )
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import gradio as gr
 
+from workbench.appkit import MAX_NAME, keep_choice, md_code, one_line, too_long
 from workbench.common.io import read_yaml
 from workbench.common.rundir import list_runs, runs_root
 
@@ -95,15 +96,20 @@ def explore_text(text: str, pivot: str, source: str, root: str | Path | None = N
     if len(text) > MAX_CHARS:
         return (f"Text is {len(text)} characters; the explorer is capped at {MAX_CHARS} "
                 "(the matrix would be unreadable). Shorten it.",) + empty[1:]
+    for name, what in ((pivot, "Pivot tokenizer name"), (source, "Source tokenizer name")):
+        if not name:
+            return (f"{what} is empty: pick one.",) + empty[1:]
+        if too_long(name, MAX_NAME, what):
+            return (too_long(name, MAX_NAME, what),) + empty[1:]
     try:
         ptok, stok = _tokenizer(pivot), _tokenizer(source)
-    except (ValueError, OSError) as e:
-        return (f"Cannot load a tokenizer: {e}",) + empty[1:]
+    except Exception as e:  # transformers errors run to many lines: the first names the problem
+        return (f"Cannot load a tokenizer: {md_code(one_line(e))}",) + empty[1:]
     ta = A.align_text(text, ptok, stok)
     piv, src = A.token_texts(ptok), A.token_texts(stok)
     counts_path = find_counts(root, pivot, source)
     if counts_path is not None:
-        counts, where = A.load_counts(counts_path), f"corpus counts of run `{counts_path.parents[2].name}`"
+        counts, where = A.load_counts(counts_path), f"corpus counts of run {md_code(counts_path.parents[2].name)}"
     else:
         counts = A.cooccurrence_counts([(ta.pivot_ids, ta.source_ids, ta.groups)], len(piv), len(src))
         where = "counts from this text only (no finished run with this pivot and source)"
@@ -133,7 +139,7 @@ def run_view(root: str | Path | None, rel: str | None):
     cfg = run_config(root, rel)
     reps = runs_root(root) / rel / "artifacts" / "representations"
     ids = R.load_representations(reps / model_slug(cfg["pivot"]))["id"]
-    return (f"pivot `{cfg['pivot']}`, sources " + ", ".join(f"`{s}`" for s in cfg["sources"])
+    return (f"pivot {md_code(cfg['pivot'])}, sources " + ", ".join(md_code(s) for s in cfg["sources"])
             + f"; {len(ids)} samples, top-{cfg['top_k']}", list(cfg["sources"]), list(ids))
 
 
@@ -188,13 +194,13 @@ def compare_topk(root: str | Path | None, rel: str | None, source: str | None, k
     cfg = run_config(root, rel)
     aligned_dir = base / "aligned" / model_slug(source) / kind
     if not aligned_dir.exists():
-        return f"This run has no `{kind}` alignment for `{source}`.", None
+        return f"This run has no {md_code(kind)} alignment for {md_code(source)}.", None
     pivot_ds = _dataset(str(base / "representations" / model_slug(cfg["pivot"])))
     source_ds = _dataset(str(base / "representations" / model_slug(source)))
     aligned = _dataset(str(aligned_dir))
     ids = pivot_ds["id"]
     if sample not in ids:
-        return f"sample {sample!r} is not in this run", None
+        return f"sample {md_code(sample)} is not in this run", None
     row = ids.index(sample)
     p, s, a = pivot_ds[row], source_ds[row], aligned[row]
     n = len(p["input_ids"])
@@ -216,9 +222,10 @@ def compare_topk(root: str | Path | None, rel: str | None, source: str | None, k
 
     nxt = display_text(piv.texts[p["input_ids"][pos + 1]], visible_whitespace=True) \
         if pos + 1 < n else "(end)"
-    msg = (f"Pivot position {pos}/{n - 1}: token `{display_text(piv.texts[p['input_ids'][pos]], visible_whitespace=True)}`"
-           f", gold next `{nxt}`; aligned source positions {group} "
-           f"(" + " | ".join(f"`{display_text(src.texts[s['input_ids'][j]], visible_whitespace=True)}`"
+    here = display_text(piv.texts[p["input_ids"][pos]], visible_whitespace=True)
+    msg = (f"Pivot position {pos}/{n - 1}: token {md_code(here)}"
+           f", gold next {md_code(nxt)}; aligned source positions {group} "
+           f"(" + " | ".join(md_code(display_text(src.texts[s["input_ids"][j]], visible_whitespace=True))
                              for j in group) + "); "
            f"align kind **{ALIGN_KINDS[a['align_kind'][pos]]}**. The source's top-K 'before' is "
            "taken at the last aligned source position (the one whose distribution predicts the "
@@ -237,20 +244,23 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
     toks = tokenizer_choices(root)
     with gr.Blocks(title="FuseChat: token-alignment explorer") as app:
         gr.Markdown("## FuseChat — token-alignment explorer\nHow a source model's tokens and "
-                    "top-K distributions are carried into the pivot's vocabulary (papers.md §1.a "
-                    f"step 2). Texts are capped at {MAX_CHARS} characters.")
+                    "top-K distributions are carried into the pivot's vocabulary (FuseChat, "
+                    "arXiv 2408.07990: token alignment before fusion). Texts are capped at "
+                    f"{MAX_CHARS} characters; a tokenizer is a name from the list, a local "
+                    "folder or a hub id.")
         with gr.Row():
             pivot = gr.Dropdown(toks, value=toks[0], label="pivot tokenizer",
                                 allow_custom_value=True, elem_id="fc-pivot")
             source = gr.Dropdown(toks, value=toks[1], label="source tokenizer",
                                  allow_custom_value=True, elem_id="fc-source")
-        text = gr.Textbox(EXAMPLE, lines=3, label="text", elem_id="fc-text")
+        text = gr.Textbox(EXAMPLE, lines=3, label="text", elem_id="fc-text", max_length=MAX_CHARS)
         go_btn = gr.Button("Align", variant="primary", elem_id="fc-align")
         msg = gr.Markdown(elem_id="fc-msg")
         with gr.Row():
             ptoks = gr.HighlightedText(label="pivot tokens", show_legend=False)
             stoks = gr.HighlightedText(label="source tokens", show_legend=False)
-        matrix = gr.Plot(label="DTW alignment (pivot x source, path highlighted)")
+        matrix = gr.Plot(label="DTW alignment (pivot x source; the path's points coloured by "
+                         "the pivot position's group, legend above the matrix)", elem_id="fc-matrix")
         with gr.Row():
             groups = gr.Dataframe(label="groups per pivot position", interactive=False)
             maps = gr.Dataframe(label="vocab maps per source token (agree = all three match)",
@@ -262,15 +272,16 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         if not runs:
             gr.Markdown(f"No finished FuseChat runs yet. Make one with `{MAKE_RUN}`")
         with gr.Row():
-            pick = gr.Dropdown(runs, value=runs[0] if runs else None, label="run")
+            pick = gr.Dropdown(runs, value=runs[0] if runs else None, label="run", elem_id="fc-run")
+            refresh = gr.Button("Refresh", elem_id="fc-refresh", scale=0)
             src_pick = gr.Dropdown([], label="source")
             kind = gr.Dropdown(list(MAP_KINDS), value="ms", label="vocab map")
         with gr.Row():
             sample = gr.Dropdown([], label="sample id")
             position = gr.Slider(0, 2048, value=0, step=1, label="pivot position")
-        run_msg = gr.Markdown()
-        topk_msg = gr.Markdown()
-        topk = gr.Dataframe(label="top-K", interactive=False)
+        run_msg = gr.Markdown(elem_id="fc-run-msg")
+        topk_msg = gr.Markdown(elem_id="fc-topk-msg")
+        topk = gr.Dataframe(label="top-K", interactive=False, elem_id="fc-topk")
 
         def _pick(rel):
             m, sources, samples = run_view(root, rel)
@@ -284,6 +295,13 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
             n = sample_length(root, rel, smp)
             return gr.update(maximum=max(n - 1, 1), value=min(20, max(n - 1, 0)))
 
+        def relist(current, piv, src):
+            now, names = run_choices(root), tokenizer_choices(root)
+            return (gr.update(choices=now, value=keep_choice(now, current)),
+                    gr.update(choices=names, value=piv), gr.update(choices=names, value=src))
+
+        refresh.click(relist, [pick, pivot, source], [pick, pivot, source])
+        app.refresh_runs = (relist, [pick, pivot, source], [pick, pivot, source])
         pick.change(_pick, pick, [run_msg, src_pick, sample])
         app.load(_pick, pick, [run_msg, src_pick, sample])
         sample.change(_len, [pick, sample], position)

@@ -1,5 +1,8 @@
 """Reviser playground: pick a finished SEFT run's reviser, enter prompt + response -> decision,
-revised response and a diff. Never launches, never trains."""
+revised response and a diff. Never launches, never trains.
+
+Prompt, response and the reviser's output are untrusted text: the diff escapes every word, the
+other outputs are plain Textboxes."""
 
 from __future__ import annotations
 
@@ -9,9 +12,12 @@ from typing import Any
 
 import gradio as gr
 
-from workbench.common import list_runs
+from workbench.appkit import MAX_TEXT, html_text, keep_choice, md_text, run_label, table, too_long
+from workbench.common.rundir import list_runs
 
 _CACHE: dict[str, Any] = {}
+MAKE_RUN = ("python -c \"from workbench.seft import SEFTConfig, run_seft; "
+            "run_seft(SEFTConfig.from_preset('smoke'))\"")
 
 
 def reviser_dirs(runs_root: Path | None = None) -> list[str]:
@@ -19,17 +25,27 @@ def reviser_dirs(runs_root: Path | None = None) -> list[str]:
             if (p / "checkpoints" / "reviser_final").exists()]
 
 
+def reviser_choices(runs_root: Path | None = None) -> list[tuple[str, str]]:
+    """(run name, reviser folder) pairs: the dropdown shows `seft/<run>`, never the path."""
+    return [(run_label(Path(d).parents[1]), d) for d in reviser_dirs(runs_root)]
+
+
 def diff_html(a: str, b: str) -> str:
-    """Word-level diff as HTML (deletions red/struck, insertions green)."""
+    """Word-level diff as HTML (deletions red/struck, insertions green); every word is escaped
+    (the response and the reviser's output are untrusted text)."""
     aw, bw = a.split(), b.split()
     out = []
+
+    def words(ws: list[str]) -> str:
+        return html_text(" ".join(ws))
+
     for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=aw, b=bw).get_opcodes():
         if op == "equal":
-            out.append(" ".join(aw[i1:i2]))
+            out.append(words(aw[i1:i2]))
         if op in ("delete", "replace"):
-            out.append(f"<del style='color:#b00'>{' '.join(aw[i1:i2])}</del>")
+            out.append(f"<del style='color:#b00'>{words(aw[i1:i2])}</del>")
         if op in ("insert", "replace"):
-            out.append(f"<ins style='color:#070'>{' '.join(bw[j1:j2])}</ins>")
+            out.append(f"<ins style='color:#070'>{words(bw[j1:j2])}</ins>")
     return "<div>" + " ".join(out) + "</div>"
 
 
@@ -47,14 +63,22 @@ def _input_limit(reviser_path: str) -> int | None:
 
 def revise_one(reviser_path: str, prompt: str, response: str, decision: str = "constrained",
                max_new_tokens: int = 128, model=None, tokenizer=None) -> tuple[str, str, str]:
-    """-> (decision, final response, diff html). ``model``/``tokenizer`` bypass loading (tests)."""
+    """-> (decision, final response, diff html). ``model``/``tokenizer`` bypass loading (tests).
+    Bad input (over the cap, empty response, no reviser) -> (message, "", "")."""
     from workbench.seft.inference import revise
+    for text, what in ((prompt, "Prompt"), (response, "Response")):
+        if too_long(text, MAX_TEXT, what):
+            return too_long(text, MAX_TEXT, what), "", ""
+    if not (response or "").strip():
+        return "Empty response: type the response the reviser should judge.", "", ""
+    if model is None and not (reviser_path and Path(reviser_path).is_dir()):
+        return "No reviser selected: pick a finished SEFT run (or make one, see above).", "", ""
     if model is None:
         if reviser_path not in _CACHE:
-            from workbench.common import load_causal_lm
+            from workbench.common.models import load_causal_lm
             _CACHE[reviser_path] = load_causal_lm(reviser_path)
         model, tokenizer = _CACHE[reviser_path]
-    p = revise(model, tokenizer, [prompt], [response], max_new_tokens=max_new_tokens,
+    p = revise(model, tokenizer, [prompt or ""], [response], max_new_tokens=max_new_tokens,
                decision=decision, max_input_tokens=_input_limit(reviser_path))[0]
     label = p.decision + (" (malformed output, treated as KEEP)" if p.malformed else "")
     if p.margin is not None:
@@ -63,7 +87,8 @@ def revise_one(reviser_path: str, prompt: str, response: str, decision: str = "c
 
 
 def run_table(reviser_path: str | None) -> tuple[list[dict[str, Any]], str]:
-    """The finished run's table in the paper's layout, and its judge note + warnings."""
+    """The finished run's table in the paper's layout, and its judge note + warnings (escaped
+    Markdown: warnings quote model output)."""
     if not reviser_path:
         return [], ""
     f = Path(reviser_path).parents[1] / "metrics.json"
@@ -73,40 +98,53 @@ def run_table(reviser_path: str | None) -> tuple[list[dict[str, Any]], str]:
     from workbench.viz.seft import paper_rows
     m = read_json(f)
     notes = [f"judge: {m.get('judge')}. {m.get('judge_note', '')}"] + list(m.get("warnings", []))
-    return paper_rows(m.get("table", [])), "\n".join(f"- {n}" for n in notes)
+    return paper_rows(m.get("table", [])), "\n".join(f"- {md_text(n)}" for n in notes)
 
 
-def _values(rows: list[dict[str, Any]]) -> list[list[Any]] | None:
-    return [list(r.values()) for r in rows] or None
-
-
-def _table_view(reviser_path: str | None) -> tuple[list[list[Any]] | None, str]:
+def _table_view(reviser_path: str | None):
     rows, notes = run_table(reviser_path)
-    return _values(rows), notes
+    if not rows:
+        return gr.update(value=None, headers=None), notes
+    heads, values = table(rows)
+    return gr.update(value=values, headers=heads), notes
 
 
 def build_app(runs_root: Path | None = None) -> gr.Blocks:
-    dirs = reviser_dirs(runs_root)
+    choices = reviser_choices(runs_root)
+    first = choices[0][1] if choices else None
     with gr.Blocks(title="SEFT reviser") as app:
-        gr.Markdown("## SEFT reviser playground")
-        if not dirs:
-            gr.Markdown("No finished SEFT run yet. Make one with: `python -c \"from workbench.seft "
-                        "import SEFTConfig, run_seft; run_seft(SEFTConfig.from_preset('smoke'))\"`")
-        run = gr.Dropdown(choices=dirs, value=dirs[0] if dirs else None, label="reviser")
-        prompt = gr.Textbox(label="prompt")
-        response = gr.Textbox(label="response", lines=4)
+        gr.Markdown("## SEFT reviser playground\nA finished run's reviser judges a response "
+                    "(KEEP / REVISE) and revises it. Prompt and response are capped at "
+                    f"{MAX_TEXT} characters.")
+        if not choices:
+            gr.Markdown(f"No finished SEFT run yet. Make one with: `{MAKE_RUN}`")
+        with gr.Row():
+            run = gr.Dropdown(choices=choices, value=first, label="reviser (run)", scale=4,
+                              elem_id="seft-run")
+            refresh = gr.Button("Refresh", scale=1, elem_id="seft-refresh")
+        prompt = gr.Textbox(label="prompt", max_length=MAX_TEXT, elem_id="seft-prompt")
+        response = gr.Textbox(label="response", lines=4, max_length=MAX_TEXT,
+                              elem_id="seft-response")
         mode = gr.Radio(["constrained", "free"], value="constrained", label="decision",
                         info="constrained: the more likely of KEEP / REVISE; free: generate, "
                         "then parse")
-        btn = gr.Button("Revise")
-        decision = gr.Textbox(label="decision")
-        revised = gr.Textbox(label="revised response", lines=4)
-        diff = gr.HTML(label="diff")
+        btn = gr.Button("Revise", variant="primary", elem_id="seft-revise")
+        decision = gr.Textbox(label="decision", interactive=False, elem_id="seft-decision")
+        revised = gr.Textbox(label="revised response", lines=4, interactive=False,
+                             elem_id="seft-revised")
+        diff = gr.HTML(label="diff", elem_id="seft-diff")
         btn.click(revise_one, [run, prompt, response, mode], [decision, revised, diff])
-        rows, notes = run_table(dirs[0] if dirs else None)
         gr.Markdown("### This run's table (SFT, DPO, ORPO, SEFT per round)")
-        table = gr.Dataframe(value=_values(rows), headers=list(rows[0]) if rows else None,
-                             interactive=False)
-        note = gr.Markdown(notes)
-        run.change(_table_view, [run], [table, note])
+        first_table, first_notes = _table_view(first)
+        tbl = gr.Dataframe(value=first_table.get("value"), headers=first_table.get("headers"),
+                           interactive=False, elem_id="seft-table")
+        note = gr.Markdown(first_notes, elem_id="seft-notes")
+        run.change(_table_view, [run], [tbl, note])
+
+        def relist(current):
+            now = reviser_choices(runs_root)
+            return gr.update(choices=now, value=keep_choice(now, current))
+
+        refresh.click(relist, run, run)
+        app.refresh_runs = (relist, [run], [run])
     return app

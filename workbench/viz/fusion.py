@@ -54,8 +54,11 @@ def alignment_matrix_figure(alignment: Any, value: str = "cost", max_tokens: int
                 x=[x[j] for _, j in path], y=[y[i] for i, _ in path], mode="lines+markers",
                 line={"color": "#d62728", "width": 2},
                 marker={"size": 7, "color": [_RELATION_COLORS.get(r, "#000") for r in rel]},
-                text=rel, name="DP path",
+                text=rel, name="DP path", showlegend=False,
                 hovertemplate="pivot %{y}<br>source %{x}<br>%{text}<extra>path</extra>"))
+            for r in [r for r in _RELATION_COLORS if r in rel]:  # the legend of the point colours
+                fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=f"path: {r}",
+                                         marker={"size": 7, "color": _RELATION_COLORS[r]}))
     fig.update_yaxes(autorange="reversed", title="pivot tokens", type="category")
     fig.update_xaxes(title="source tokens", type="category", tickangle=-60)
     size = max(n_p, n_s, 1)
@@ -63,7 +66,9 @@ def alignment_matrix_figure(alignment: Any, value: str = "cost", max_tokens: int
         title=title or f"Token alignment ({len(alignment.pivot_texts)} pivot x "
                        f"{len(alignment.source_texts)} source tokens)",
         height=min(300 + 16 * size, 2400), width=min(360 + 16 * size, 2400),
-        margin={"l": 10, "r": 10, "t": 50, "b": 10}, showlegend=False)
+        margin={"l": 10, "r": 10, "t": 80, "b": 10}, showlegend=True,
+        legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom",
+                "title": {"text": "path point = pivot position's group:"}})
     return fig
 
 
