@@ -1,6 +1,12 @@
 """FuseChat results over finished run folders: the paired held-out CE difference of two models
 with its standard error, one table over runs that differ only in the seed, and re-grading a run's
-saved MT-Bench answers with another judge or judge mode (nothing is generated again)."""
+saved MT-Bench answers with another judge or judge mode (nothing is generated again).
+
+The evaluation stage also calls :func:`evaluation_report` (per-item files
+``artifacts/per_item/heldout_ce.json`` / ``mtbench_judge.json``, 95 % CIs on the table rows,
+paired bootstrap comparisons with verdicts) and the training stages :func:`loss_summary` (the
+response CE of each trained model and of the pivot on one fixed held-out batch: the training
+log's first and last losses are on different batches and cannot be compared)."""
 
 from __future__ import annotations
 
@@ -105,3 +111,158 @@ def seed_table(run_dirs: Sequence[str | Path], reference: str = "SFT",
         row["zeroshot"] = [_num(e[label].get("zeroshot", {}).get("avg")) for e in evals]
         rows.append(row)
     return rows
+
+
+# ---- per-item files, CIs and paired comparisons of the evaluation stage ------------------------
+# (model a, model b): the claim "a is better than b" that each comparison tests, by group / label
+SCE = "SCE"
+OTHER_MERGES = ("linear", "task_arithmetic", "ties", "dare_linear")
+
+
+def _ce_items(heldout: dict[str, Any]) -> tuple[list[float], list[int]]:
+    per = heldout["per_dialogue"]
+    return ([p["nll_sum"] / p["n_tokens"] if p["n_tokens"] else math.nan for p in per],
+            [int(p["n_tokens"]) for p in per])
+
+
+def comparison_pairs(results: dict[str, dict[str, Any]], reference: str = "SFT"
+                     ) -> list[tuple[str, str]]:
+    """(a, b) pairs whose paired differences the report shows: every target and SCE vs the pivot,
+    every target vs ``reference``, SCE vs every target, SCE vs every other merge."""
+    groups = {k: r.get("group") for k, r in results.items()}
+    pivot = next((k for k, g in groups.items() if g == "pivot"), None)
+    targets = [k for k, g in groups.items() if g == "target"]
+    pairs: list[tuple[str, str]] = []
+    if reference in results:
+        pairs += [(t, reference) for t in targets]
+        if pivot:
+            pairs.append((reference, pivot))
+    if SCE in results:
+        pairs += [(SCE, t) for t in targets]
+        pairs += [(SCE, m) for m in OTHER_MERGES if m in results]
+        if reference in results:
+            pairs.append((SCE, reference))
+    if pivot:
+        pairs += [(t, pivot) for t in targets]
+        if SCE in results:
+            pairs.append((SCE, pivot))
+    return list(dict.fromkeys(pairs))
+
+
+def evaluation_report(artifacts: Path, results: dict[str, dict[str, Any]],
+                      dialogue_ids: Sequence[str], table: list[dict[str, Any]],
+                      reference: str = "SFT") -> list[dict[str, Any]]:
+    """Write the per-item files, add 95 % CIs to ``table``'s rows (in place) and return the
+    paired comparisons.
+
+    - ``per_item/heldout_ce.json``: per-dialogue response CE (nats per assistant token) of every
+      model, plus ``weights`` = assistant tokens per dialogue in the pivot's tokenisation; the
+      token-weighted mean of a row is its ``heldout_ce``. Dialogues without an assistant token
+      in some model's tokenisation are left out.
+    - ``per_item/mtbench_judge.json``: per question, the mean of its turns' judge ratings.
+    - table rows: ``heldout_ce_lo/_hi/_stderr`` (bootstrap over dialogues of the token-weighted
+      mean), ``n`` dialogues; ``judge_avg_lo/_hi/_stderr`` and ``judge_n`` questions.
+    - comparisons: ``a - b`` of the token-weighted held-out CE (paired bootstrap over dialogues,
+      weights = tokens) and of the per-question judge score, each with its verdict for the claim
+      "a is better" (CE: less; judge: greater).
+    """
+    import numpy as np
+
+    from workbench.eval.stats import paired_bootstrap_ci, verdict
+
+    ce = {k: _ce_items(r["heldout"]) for k, r in results.items() if r.get("heldout")}
+    if not ce:
+        return []
+    keep = [i for i in range(len(dialogue_ids)) if all(t[1][i] > 0 for t in ce.values())]
+    pivot = next((k for k, r in results.items() if r.get("group") == "pivot"), next(iter(ce)))
+    weights = np.array([ce[pivot][1][i] for i in keep], dtype=float)
+    values = {k: [float(v[0][i]) for i in keep] for k, v in ce.items()}
+    same_tokens = {k for k, v in ce.items() if [v[1][i] for i in keep] == weights.tolist()}
+    write_json(artifacts / "per_item" / "heldout_ce.json",
+               {"metric": "heldout_ce", "higher_is_better": False, "unit": "nats/token",
+                "ids": [str(dialogue_ids[i]) for i in keep], "values": values,
+                "weights": weights.tolist(),
+                "note": "per-dialogue response CE; rows are token-weighted means (weights)"})
+    judge = {}
+    for k, r in results.items():
+        ratings = (r.get("mtbench") or {}).get("ratings") or []
+        by_q: dict[str, list[float]] = {}
+        for x in ratings:
+            if x.get("rating") is not None:
+                by_q.setdefault(str(x["question_id"]), []).append(float(x["rating"]))
+        if by_q:
+            judge[k] = {q: sum(v) / len(v) for q, v in by_q.items()}
+    qids = sorted(set.intersection(*(set(v) for v in judge.values())), key=str) if judge else []
+    if qids:
+        write_json(artifacts / "per_item" / "mtbench_judge.json",
+                   {"metric": "mtbench_judge", "higher_is_better": True, "unit": "rating 1-10",
+                    "ids": qids, "values": {k: [v[q] for q in qids] for k, v in judge.items()}})
+    zero = np.zeros(len(keep))
+    for row in table:
+        k = row["model"]
+        if k in values and k in same_tokens:
+            e = paired_bootstrap_ci(values[k], zero, weights=weights)
+            row.update(heldout_ce_lo=e.lo, heldout_ce_hi=e.hi, heldout_ce_stderr=e.stderr,
+                       n=e.n)
+        if k in judge and qids:
+            e = paired_bootstrap_ci([judge[k][q] for q in qids], np.zeros(len(qids)))
+            row.update(judge_avg_lo=e.lo, judge_avg_hi=e.hi, judge_avg_stderr=e.stderr,
+                       judge_n=e.n)
+    out = []
+    for a, b in comparison_pairs(results, reference):
+        row: dict[str, Any] = {"a": a, "b": b}
+        if a in same_tokens and b in same_tokens:
+            e = paired_bootstrap_ci(values[a], values[b], weights=weights)
+            row.update(ce_diff=e.value, ce_diff_lo=e.lo, ce_diff_hi=e.hi, ce_diff_stderr=e.stderr,
+                       n=e.n, ce_verdict=verdict(e, "less"))
+        if a in judge and b in judge and qids:
+            e = paired_bootstrap_ci([judge[a][q] for q in qids], [judge[b][q] for q in qids])
+            row.update(judge_diff=e.value, judge_diff_lo=e.lo, judge_diff_hi=e.hi,
+                       judge_n=e.n, judge_verdict=verdict(e, "greater"))
+        out.append(row)
+    return out
+
+
+# ---- the training stages' loss summary on one fixed held-out batch ------------------------------
+def fixed_batch_losses(cfg: Any, paths: dict[str, str | Path], batch: Sequence[Any],
+                       cache: Path) -> dict[str, dict[str, Any]]:
+    """``{name: {batch, before, after, delta}}``: response CE (nats per assistant token) of the
+    pivot (``before``) and of each trained model (``after``) on the same dialogues ``batch``.
+    Scores are cached in ``cache`` (JSON, keyed by model folder), so a resumed stage does not
+    score a model twice."""
+    from workbench.common.models import load_causal_lm
+    from workbench.fusion.train.evaluate import heldout_ce, placement
+
+    ids = [d.id for d in batch]
+    done = read_json(cache) if cache.exists() else {}
+    if done.get("ids") != ids:
+        done = {"ids": ids, "ce": {}}
+
+    def score(path: str | Path) -> float:
+        key = str(path)
+        if key not in done["ce"]:
+            model, tok = load_causal_lm(str(path), **placement(cfg))
+            done["ce"][key] = heldout_ce(model, tok, batch, cfg.max_length)["ce"]
+            del model
+            write_json(cache, done)
+        return done["ce"][key]
+
+    before = score(cfg.pivot)
+    out = {}
+    for name, path in paths.items():
+        after = score(path)
+        out[name] = {"batch": ids, "before": before, "after": after, "delta": after - before}
+    return out
+
+
+def loss_summary(ctx: Any, paths: dict[str, str | Path]) -> dict[str, dict[str, Any]]:
+    """:func:`fixed_batch_losses` on the first ``batch_size x grad_accum`` held-out dialogues of
+    the run (the evaluation stage's first ones), cached in ``artifacts/loss_batch.json``."""
+    from workbench.fusion.train.evaluate import heldout_dialogues
+
+    cfg = ctx.cfg
+    n = cfg.batch_size * cfg.grad_accum
+    small = cfg.replace(eval_size=min(n, cfg.eval_size)) if hasattr(cfg, "replace") else cfg
+    train_ids = set(ctx.representations(cfg.pivot)["id"])
+    batch = heldout_dialogues(small, train_ids, [ctx.tokenizer(m) for m in cfg.models])
+    return fixed_batch_losses(cfg, paths, batch, ctx.run.artifacts / "loss_batch.json")

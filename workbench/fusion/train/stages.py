@@ -20,6 +20,7 @@ from workbench.common.rundir import barrier, is_main_process
 from workbench.fusion.context import Stage
 from workbench.fusion.train.evaluate import evaluate_models, fusechat_table, heldout_dialogues
 from workbench.fusion.train.merges import merge_targets, sce_matrix_weights
+from workbench.fusion.train.report import evaluation_report, loss_summary
 from workbench.fusion.train.targets import (
     short_name,
     train_baselines,
@@ -68,9 +69,11 @@ def stage_targets(ctx) -> dict[str, Any]:
     paths = train_pairwise_targets(ctx.cfg, ctx.representations(ctx.cfg.pivot), _aligned(ctx),
                                    _models_dir(ctx))
     info = train_summary(paths)
+    fixed = loss_summary(ctx, paths)  # one held-out batch before / after (report.py)
     return {"targets": info, "metrics": {"target_train": [
         {"model": k, "steps": v["steps"], "first_loss": v["first_loss"],
-         "last_loss": v["last_loss"], "source_chosen": v["source_chosen"],
+         "last_loss": v["last_loss"], "batch_ce_before": fixed[k]["before"],
+         "batch_ce_after": fixed[k]["after"], "source_chosen": v["source_chosen"],
          "seconds": v["seconds"]} for k, v in info.items()]}}
 
 
@@ -79,7 +82,11 @@ def stage_baselines(ctx) -> dict[str, Any]:
     _discard_if_redone(ctx, "baselines", [_models_dir(ctx) / "sft", _models_dir(ctx) / "multi"])
     paths = train_baselines(ctx.cfg, ctx.representations(ctx.cfg.pivot), _aligned(ctx),
                             _models_dir(ctx))
-    return {"baselines": train_summary(paths), "metrics": {}}
+    info, fixed = train_summary(paths), loss_summary(ctx, paths)
+    return {"baselines": info, "metrics": {"baseline_train": [
+        {"model": k, "steps": v["steps"], "batch_ce_before": fixed[k]["before"],
+         "batch_ce_after": fixed[k]["after"], "seconds": v["seconds"]}
+        for k, v in info.items()]}}
 
 
 def stage_merges(ctx) -> dict[str, Any]:
@@ -111,10 +118,12 @@ def stage_evaluation(ctx) -> dict[str, Any]:
                    for k, v in ctx.summaries["merges"]["merges"].items()})
     results = evaluate_models(cfg, models, dialogues, ctx.run.checkpoints / "eval")
     table = fusechat_table(results)
+    comparisons = evaluation_report(ctx.run.artifacts, results, [d.id for d in dialogues], table)
     judge_note = next((r["mtbench"]["judge_note"] for r in results.values()
                        if r.get("mtbench", {}).get("judge_note")), "")
     return {"heldout_dialogues": [d.id for d in dialogues],
             "metrics": {"table": table, "fusechat_table": table, "judge_note": judge_note,
+                        "comparisons": comparisons,
                         "heldout_dialogues": len(dialogues),
                         "eval_seconds": {k: r["seconds"] for k, r in results.items()}}}
 
