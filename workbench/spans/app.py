@@ -71,8 +71,29 @@ def predict(text: str, run: str | None, member: str, gold: list[int] | None = No
     return highlight(text, spans), g, table, heat, f"{len(spans)} toxic characters ({who})"
 
 
+def member_names(run: str | None) -> list[str]:
+    """The run's members as its predictor loads them (ensemble voters, else every trained member),
+    read from the folder without loading a model."""
+    root = Path(run) / "artifacts" / "members" if run else None
+    if root is None or not root.is_dir():
+        return []
+    available = sorted(p.name for p in root.iterdir() if (p / "member.json").exists())
+    ens = Path(run) / "artifacts" / "ensemble.json"
+    voters = [v for v in (read_json(ens).get("voters", []) if ens.exists() else []) if v in available]
+    return voters or available
+
+
+def run_choices(root) -> list[tuple[str, str]]:
+    """(run name, run folder) pairs: the dropdown shows `toxic_spans/<run>`, never the path."""
+    from workbench.appkit import run_label
+    return [(run_label(r), r) for r in _runs(root)]
+
+
 def build_app(runs_root: Path | None = None) -> gr.Blocks:
+    from workbench.appkit import MAX_NAME, keep_choice
+
     runs = _runs(runs_root)
+    choices = run_choices(runs_root)
     examples: list[tuple[str, list[int]]] = []
     try:
         from workbench.data import load_toxic_spans
@@ -84,20 +105,28 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         gr.Markdown("## Toxic spans (YNU-HPCC, SemEval-2021 Task 5)")
         if not runs:
             gr.Markdown("No finished runs. Make one: `workbench reproduce toxic_spans --profile smoke`.")
-        run = gr.Dropdown(runs, value=runs[0] if runs else None, label="run")
-        member = gr.Dropdown(["ensemble"], value="ensemble", label="member (or ensemble vote)",
-                             allow_custom_value=True)
+        with gr.Row():
+            run = gr.Dropdown(choices, value=runs[0] if runs else None, label="run", scale=4,
+                              elem_id="ts-run")
+            refresh = gr.Button("Refresh", scale=1, elem_id="ts-refresh")
+        member = gr.Dropdown(["ensemble", *member_names(runs[0] if runs else None)],
+                             value="ensemble", label="member (or ensemble vote)",
+                             allow_custom_value=True, elem_id="ts-member")
         ex = gr.Dropdown([f"{i}: {t[:60]}" for i, (t, _) in enumerate(examples)], label="trial example")
-        text = gr.Textbox(label=f"text (max {MAX_CHARS} characters)", lines=4)
+        text = gr.Textbox(label=f"text (max {MAX_CHARS} characters)", lines=4, max_length=MAX_CHARS,
+                          elem_id="ts-text")
         with gr.Row():
             int8 = gr.Checkbox(False, label="int8 inference (about 2x less CPU per post)")
-            btn = gr.Button("Detect")
+            btn = gr.Button("Detect", variant="primary", elem_id="ts-detect")
         with gr.Row():
-            out = gr.HighlightedText(label="prediction")
+            out = gr.HighlightedText(label="prediction", elem_id="ts-pred")
             gold = gr.HighlightedText(label="gold (dataset examples)")
-        heat = gr.HighlightedText(label="p(toxic) per token (first member)", show_legend=True)
-        probs = gr.Dataframe(headers=["token", "p(toxic)"], label="per-token probabilities (per member)")
-        msg = gr.Markdown()
+        # Gradio's score legend is fixed at -1..+1; p(toxic) runs 0..1, so the range is in the label
+        heat = gr.HighlightedText(label="p(toxic) per token, first member: no colour = 0, full red = 1",
+                                  show_legend=False, elem_id="ts-heat")
+        probs = gr.Dataframe(headers=["token", "p(toxic)"], label="per-token probabilities (per member)",
+                             interactive=False, elem_id="ts-probs")
+        msg = gr.Textbox(label="message", interactive=False, elem_id="ts-msg")  # plain text: safe
         state = gr.State(None)
 
         def pick(choice):
@@ -107,12 +136,21 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
             return t, s
 
         def members(r):
-            ok = r and (Path(r) / "artifacts" / "members").is_dir()
-            names = ["ensemble"] + (list(_predictor(r).members) if ok else [])
-            return gr.update(choices=names, value="ensemble")
+            return gr.update(choices=["ensemble", *member_names(r)], value="ensemble")
 
+        def relist(current):
+            now = run_choices(runs_root)
+            return gr.update(choices=now, value=keep_choice(now, current))
+
+        def detect(t, r, m, g, q):
+            if m and len(m) > MAX_NAME:
+                return [], [], gr.update(value=[]), [], f"Member name is {len(m)} characters; the cap is {MAX_NAME}."
+            return predict(t, r, m, g, q)
+
+        refresh.click(relist, run, run)
+        app.refresh_runs = (relist, [run], [run])
         ex.change(pick, ex, [text, state])
         text.input(lambda _: None, text, state)
         run.change(members, run, member)
-        btn.click(predict, [text, run, member, state, int8], [out, gold, probs, heat, msg])
+        btn.click(detect, [text, run, member, state, int8], [out, gold, probs, heat, msg])
     return app
