@@ -167,3 +167,44 @@ def test_endpoint_judge_gives_up_in_one_line(tmp_path):
         with pytest.raises(ValueError, match=r"HTTP 401"):
             j.complete("s", "u")
         assert srv.calls == 1  # an auth error is not retried
+
+
+def test_vllm_path_against_a_stand_in_engine(tiny, tiny_llama_dir, monkeypatch):
+    """The vLLM branch with a stand-in ``vllm`` module (the real one needs CUDA; tests/gpu runs
+    it): token ids from our tokenizer, sampling parameters, order, one cached engine."""
+    import sys
+    import types
+
+    model, tok = tiny
+    made, calls = [], []
+
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.kw = kw
+
+    class LLM:
+        def __init__(self, **kw):
+            made.append(kw)
+
+        def generate(self, prompts, params, use_tqdm=True):
+            calls.append((prompts, params.kw))
+            out = types.SimpleNamespace
+            return [out(outputs=[out(text=f"<{len(p['prompt_token_ids'])}>")]) for p in prompts]
+
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(LLM=LLM,
+                                                                   SamplingParams=SamplingParams))
+    monkeypatch.setattr(generation, "vllm_available", lambda: True)
+    monkeypatch.setattr(generation, "_VLLM_ENGINES", {})
+    texts = chat_prompts(tok, PROMPTS)
+    out = generate(model, tok, texts, max_new_tokens=5, backend="auto",
+                   model_path=str(tiny_llama_dir))
+    lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    assert out == [f"<{n}>" for n in lengths]
+    assert calls[0][1] == {"temperature": 0.0, "top_p": 1.0, "top_k": -1, "max_tokens": 5,
+                           "seed": None, "skip_special_tokens": True}
+    generate(model, tok, texts, max_new_tokens=5, temperature=0.7, top_p=0.9, seed=3,
+             backend="vllm", model_path=str(tiny_llama_dir))
+    assert calls[1][1]["temperature"] == 0.7 and calls[1][1]["seed"] == 3
+    assert calls[1][1]["top_k"] == (model.generation_config.top_k or 50)
+    assert len(made) == 1 and made[0]["dtype"] == "float32"  # one engine, the model's dtype
+    assert made[0]["trust_remote_code"] is False

@@ -414,7 +414,8 @@ def load_causal_lm(name_or_path: str, *, dtype: Any = None, device: Any = None,
     model.eval()
     if not with_tokenizer:
         return model
-    return model, load_tokenizer(path)
+    # on meta a hub snapshot holds only config.json: the tokenizer comes from the full snapshot
+    return model, load_tokenizer(name if place.device.type == "meta" else path)
 
 
 def empty_causal_lm(config: Any, dtype: Any = None):

@@ -13,8 +13,10 @@ template applied, any assistant prefix appended) and returns the new text of eac
   otherwise.
 
 The contract is the same for every backend: one string per prompt, decoded without special
-tokens, the prompt not included (``strip=True`` also strips whitespace). ``seed`` makes
-sampling repeatable (HF: ``torch.manual_seed`` once before the first batch; vLLM: the sampling
+tokens, the prompt not included (``strip=True`` also strips whitespace). Sampling uses
+``temperature``, ``top_p`` and the model's ``top_k`` (transformers' default 50) on both
+backends. ``seed``
+makes sampling repeatable (HF: ``torch.manual_seed`` once before the first batch; vLLM: the sampling
 seed). ``chat_prompts`` renders conversations with a chat template, ``generate_chat`` does both.
 """
 
@@ -116,7 +118,7 @@ def generate(model, tokenizer, prompts: Sequence[str], *, max_new_tokens: int,
         outs = _generate_vllm(tokenizer, prompts, model_path, max_new_tokens=max_new_tokens,
                               temperature=temperature, top_p=top_p, seed=seed,
                               add_special_tokens=add, dtype=_model_dtype(model),
-                              extra=vllm_kwargs or {})
+                              top_k=_model_top_k(model), extra=vllm_kwargs or {})
     else:
         if model is None:
             raise ValueError("generation backend 'hf' needs a model")
@@ -133,6 +135,12 @@ def generate_chat(model, tokenizer, conversations: Sequence[str | Sequence[dict[
     texts = chat_prompts(tokenizer, conversations, chat_template=chat_template,
                          assistant_prefix=assistant_prefix)
     return generate(model, tokenizer, texts, **kw)
+
+
+def _model_top_k(model) -> int:
+    """The HF model's sampling top-k (its generation config, else transformers' default 50)."""
+    cfg = getattr(model, "generation_config", None)
+    return int(getattr(cfg, "top_k", None) or 50)
 
 
 def _model_dtype(model) -> str:
@@ -192,13 +200,15 @@ def _vllm_engine(model_path: str, dtype: str, extra: dict[str, Any]):
 
 def _generate_vllm(tokenizer, prompts: list[str], model_path: str, *, max_new_tokens: int,
                    temperature: float, top_p: float, seed: int | None, add_special_tokens: bool,
-                   dtype: str, extra: dict[str, Any]) -> list[str]:
+                   dtype: str, top_k: int, extra: dict[str, Any]) -> list[str]:
     from vllm import SamplingParams
 
     llm = _vllm_engine(model_path, dtype if dtype in ("bfloat16", "float16", "float32") else "auto",
                        extra)
+    # the HF model's top-k when sampling (transformers' default 50), so both backends sample alike
     params = SamplingParams(temperature=temperature, top_p=top_p if temperature > 0 else 1.0,
-                            max_tokens=max_new_tokens, seed=seed, skip_special_tokens=True)
+                            top_k=top_k if temperature > 0 else -1, max_tokens=max_new_tokens,
+                            seed=seed, skip_special_tokens=True)
     ids = tokenizer(prompts, add_special_tokens=add_special_tokens)["input_ids"]
     results = llm.generate([{"prompt_token_ids": list(x)} for x in ids], params, use_tqdm=False)
     return [r.outputs[0].text for r in results]
