@@ -46,9 +46,12 @@ def _cmd_stage(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    from workbench.seft.stages import STAGES
+# = workbench.seft.stages.STAGES, written out: importing the package loads torch, and
+# `workbench --help` must stay under a second (tests/integration/test_cli.py checks they agree)
+STAGES = ("reviser", "sft", "dpo", "orpo", "round")
 
+
+def register(subparsers) -> None:
     p = subparsers.add_parser("seft", help="SEFT: reviser, baselines, self-evolution rounds")
     sub = p.add_subparsers(dest="seft_cmd", required=True)
     for name, fn, helptext in (("run", _cmd_run, "the whole experiment (resumes a killed run)"),
