@@ -59,7 +59,7 @@ class HFJudge:
 
     def __init__(self, name: str = DEFAULT_LOCAL_JUDGE, max_new_tokens: int = 256, model=None,
                  tokenizer=None, batch_size: int = 4, force_format: bool = True,
-                 mode: str = "generate", *, device: Any = None, dtype: Any = None,
+                 mode: str = "generate", *, device: Any = "auto", dtype: Any = "auto",
                  device_map: Any = None, max_memory: Any = None, backend: str = "hf"):
         if mode not in JUDGE_MODES:
             raise ValueError(f"judge mode must be one of {', '.join(JUDGE_MODES)}, got {mode!r}")
@@ -72,7 +72,8 @@ class HFJudge:
         self.force_format = force_format
         self.mode = mode
         self.backend = backend
-        # load_causal_lm's placement (workbench.common.runtime.resolve_placement)
+        # load_causal_lm's placement (workbench.common.runtime.resolve_placement; auto: CUDA
+        # in bf16 where available, else the CPU in float32)
         self.placement = {"device": device, "dtype": dtype, "device_map": device_map,
                           "max_memory": max_memory}
         self._model, self._tok = model, tokenizer
