@@ -148,7 +148,7 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
                              run.artifacts / "cv" / name / f"fold{f}.json")
                             for name, encoder, head, crf, seed in members for f in range(len(folds))])
     for name, _, _, crf, _ in members:
-        outs = cv_outputs(cfg, len(texts), folds, run.artifacts / "cv" / name)
+        outs = cv_outputs(cfg, len(texts), folds, run.artifacts / "cv" / name)[:cfg.max_final_epochs]
         best = select_member(outs, golds, folds, crf, tau_posts=posts)
         best["scores"] = [post_score(p) for p in outs[best["epoch"] - 1][1]]
         best["default"] = summary(select_member(outs[-1:], golds, folds, crf, (0.5,), (0.0,))["folds"])

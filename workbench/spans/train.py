@@ -63,6 +63,8 @@ class SpansConfig(RunConfig):
     cv_limit: int | None = field(default=None, metadata={
         "help": "CV on a random subset of N train posts (final members use all train_limit posts)"})
     gate: bool = field(default=True, metadata={"help": "with CV: choose a post-level empty-prediction gate"})
+    max_final_epochs: int | None = field(default=None, metadata={
+        "help": "with CV: cap on the chosen epochs (time budget; CV then chooses among epochs <= cap)"})
     lora_r: int = field(default=0, metadata={"help": "LoRA rank for the encoder (PEFT); 0 = full fine-tuning"})
     workers: int = field(default=1, metadata={
         "help": "with CV: parallel processes for the folds and final members (num_threads torch threads each)"})
@@ -82,6 +84,8 @@ class SpansConfig(RunConfig):
             raise ValueError(f"ensemble_members {unknown} are not trained by this config; members: {names}")
         if self.min_votes is not None and self.min_votes < 1:
             raise ValueError(f"min_votes must be >= 1, got {self.min_votes}")
+        if self.max_final_epochs is not None and self.max_final_epochs < 1:
+            raise ValueError(f"max_final_epochs must be >= 1 or None, got {self.max_final_epochs}")
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
         if self.cv_folds == 1 or self.cv_folds < 0:
