@@ -55,7 +55,9 @@ def test_explore_text_payload():
     msg, *rest = explore_text("x" * (MAX_CHARS + 1), SMOL, QWEN)
     assert "capped" in msg and rest[2] is None
     msg, *_ = explore_text("hi", SMOL, "no-such-tokenizer")
-    assert "Cannot load a tokenizer" in msg
+    assert "Cannot load a tokenizer" in msg and len(msg.splitlines()) == 1
+    msg, *_ = explore_text("hi", SMOL, "x" * 201)
+    assert "cap is 200" in msg
 
 
 def test_topk_before_and_after_alignment(runs):
