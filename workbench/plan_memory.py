@@ -48,7 +48,8 @@ Merges stream one tensor at a time: (inputs + 3 temporaries) x the largest tenso
 Every GPU also pays a fixed ``--overhead`` (CUDA context, allocator caching; default 2 GiB).
 A stage fits when weights + gradients + optimizer + reference + activations + overhead <= the
 GPU memory. ``--strategy auto`` takes, per training stage, the first that fits of ddp, fsdp,
-fsdp with gradient checkpointing (``zero3`` is priced as ``fsdp`` and launched with DeepSpeed).
+fsdp with gradient checkpointing (``zero3`` is priced as ``fsdp`` and launched with DeepSpeed);
+LoRA stages use ddp only (merging the adapters needs the whole model in one process).
 """
 
 from __future__ import annotations
