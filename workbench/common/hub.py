@@ -8,7 +8,8 @@
   snapshot. Offline (``HF_HUB_OFFLINE=1``, the CLI's default) it is looked up in the local hub
   cache only (``local_files_only=True``); online the missing files are downloaded. Either way
   only safetensors weights, JSON configs and tokenizer files are fetched (``allow_patterns``):
-  ``.bin`` / ``.pt`` pickles never are. A model that is not cached offline fails with one
+  ``.bin`` / ``.pt`` pickles never are, nor other runtimes' copies (``consolidated*``,
+  ``original/``). A model that is not cached offline fails with one
   line naming the id, the cache folder and the download command.
 
 The cache folder is read from the environment at call time: ``HF_HUB_CACHE``, else
@@ -24,6 +25,8 @@ from pathlib import Path
 WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.jinja",
                    "tokenizer.model", "spiece.model", "*.tiktoken", "vocab.txt", "merges.txt")
 CONFIG_PATTERNS = ("config.json",)
+# other runtimes' copies of the weights (Mistral's `consolidated`, Llama 3's `original/`)
+IGNORE_PATTERNS = ("consolidated*.safetensors", "original/*")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*(@[\w./-]+)?$")
 _TRUE = ("1", "true", "yes", "on")
 # the hub's canonical models from before owners (still served, e.g. the toxic spans encoders)
@@ -73,7 +76,9 @@ def snapshot(name: str, *, config_only: bool = False) -> Path:
     what = "config.json" if config_only else "weights"
     try:
         folder = Path(snapshot_download(repo, revision=revision, cache_dir=str(cache),
-                                        allow_patterns=patterns, local_files_only=offline))
+                                        allow_patterns=patterns,
+                                        ignore_patterns=list(IGNORE_PATTERNS),
+                                        local_files_only=offline))
     except Exception as e:  # huggingface_hub raises several kinds; the user needs one line
         if type(e).__name__ == "IncompleteSnapshotError":
             raise ValueError(f"model {name!r}: its snapshot in {cache} is incomplete (an "
