@@ -143,6 +143,12 @@ def test_cv_run_predictor_and_cli(cv_run, tmp_path, capsys):
     assert list(pred.members) == ["cls-crf", "cls"] and pred.min_votes == cv_run.metrics()["min_votes"]
     out = pred.predict_spans(["you idiot", ""])
     assert out[1] == [] and all(0 <= o < 9 for o in out[0])
+    # the table's ensemble trial row (from the members' trial outputs) is what the predictor gives
+    from workbench.spans.metric import span_f1
+    from workbench.spans.train import _split
+    trial = _split("trial", 8)
+    row = cv_run.metrics()["table"][-1]
+    assert round(100 * span_f1(pred.predict_spans(trial["text"]), trial["spans"]), 2) == row["trial_f1"]
     good = tmp_path / "good.csv"
     good.write_text('spans,text\n"[4, 5, 6, 7, 8]",you idiot\n\n[],hello\n')  # blank line: skipped
     assert main(["spans", "evaluate", "--run", str(cv_run.path), "--data", str(good)]) == 0

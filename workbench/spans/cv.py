@@ -187,7 +187,10 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
                      "empty_after": count_empty(s["preds"], golds)["empty_pred"],
                      "train_s": round(m["train_s"], 1), "train_cpu_s": round(m.get("train_cpu_s", 0.0), 1)})
     if ens is not None:
-        voted = SpanPredictor(run.path).predict_spans(trial["text"])  # the app's default: ensemble.json
+        # the predictor's default (ensemble.json), from the members' trial outputs (no second pass)
+        by_name = dict(zip([x[0] for x in members], finals, strict=True))
+        voted = ensemble_posts([by_name[n]["ungated"] for n in voters], [by_name[n]["scores"] for n in voters],
+                               ens["min_votes"], ens["tau_post"])
         trial_items["ensemble"] = [post_f1(p, g) for p, g in zip(voted, trial["spans"], strict=True)]
         cv_items["ensemble"] = [post_f1(p, g) for p, g in zip(ens["preds"], golds, strict=True)]
         rows.append({"member": "ensemble", "encoder": None, "head": "vote of " + ", ".join(voters), "crf": None,

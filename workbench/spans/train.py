@@ -285,7 +285,8 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
     done = out_dir / "member.json"
     if done.exists() and (out_dir / "trial_pred.json").exists():
         meta = json.loads(done.read_text())
-        return {**meta, "trial_pred": read_json(out_dir / "trial_pred.json"), "resumed": True}
+        extra = read_json(out_dir / "trial_out.json") if (out_dir / "trial_out.json").exists() else {}
+        return {**meta, **extra, "trial_pred": read_json(out_dir / "trial_pred.json"), "resumed": True}
     if decode is not None:
         epochs_run = min(cfg.epochs, epochs_run or cfg.epochs)
     gen = seed_everything(cfg.seed if seed is None else seed)
@@ -297,14 +298,17 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
     n_batches = -(-len(windows) // cfg.batch_size)
     best, best_state, best_pred, t0, c0, history = -1.0, None, None, time.time(), time.process_time(), []
     name = f"{head}{'+crf' if crf else ''}"
+    trial_out: dict = {}
 
     def trial_pred():
         if decode is None:
             return predict_batch(model, tok, trial["text"], cfg.max_length, 2 * cfg.batch_size)
         spans, probs = predict_batch(model, tok, trial["text"], cfg.max_length, 2 * cfg.batch_size,
                                      return_probs=True)
-        return [gate(member_spans(s, p, decode.get("tau_token")), post_score(p), decode.get("tau_post", 0.0))
-                for s, p in zip(spans, probs, strict=True)]
+        ungated = [member_spans(s, p, decode.get("tau_token")) for s, p in zip(spans, probs, strict=True)]
+        scores = [post_score(p) for p in probs]
+        trial_out.update(ungated=ungated, scores=scores)  # for the ensemble, without a second pass
+        return [gate(u, sc, decode.get("tau_post", 0.0)) for u, sc in zip(ungated, scores, strict=True)]
 
     def on_eval(ep, b, losses):
         nonlocal best, best_state, best_pred
@@ -333,9 +337,11 @@ def train_member(cfg: SpansConfig, head: str, crf: bool, train, trial, out_dir: 
             "train_cpu_s": time.process_time() - c0,
             "final_loss": losses[-1] if losses else None, "n_windows": len(windows), "history": history,
             **({"decode": decode} if decode is not None else {})}
+    if trial_out:
+        write_json(out_dir / "trial_out.json", trial_out)
     write_json(out_dir / "trial_pred.json", best_pred)
     write_json(done, meta)  # last: marks the member complete
-    return {**meta, "trial_pred": best_pred}
+    return {**meta, **trial_out, "trial_pred": best_pred}
 
 
 def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
