@@ -67,6 +67,6 @@ def stage_reviser(cfg: SEFTConfig, run: RunDir, data: SEFTData) -> dict[str, Any
         info = {"loss": rloss, "seconds": time.time() - ts,
                 "heldout": {"before_training": before, "after_training": after}}
         save_stage(rev, rtok, rdir, info)
-    del rev, rtok
+    rev = rtok = None
     free()
     return done(rdir) or info
