@@ -238,6 +238,7 @@ class Stage:
     new_tokens: int = 0
     encoder: bool = False
     strategies: tuple[str, ...] = ()  # allowed training strategies; () = all
+    extra_gib: float = 0.0  # a stage's own cache on top (BlockPruner's cache_budget_gb)
     launch: str = ""  # template: {strategy} {gpus} {model} {worker} {profile} {params} {ckpt}
     note: str = ""
 
@@ -279,6 +280,7 @@ def plan_stage(stage: Stage, shape: Shape, *, gpus: int, gpu_mem_gib: float,
         k = 1
         while True:
             m = infer_memory(shape, shards=k, **kw)
+            m["activations"] += stage.extra_gib * GiB
             if sum(m.values()) + over <= mem or k >= gpus:
                 break
             k += 1

@@ -46,9 +46,12 @@ def _blockpruner(cfg) -> list[Stage]:
     run = "workbench reproduce blockpruner --profile {profile}{params}"
     return [
         Stage("search", "infer", (cfg.model,), batch=cfg.batch_size, seq_len=cfg.seq_len,
-              mixed=mixed, launch=run,
-              note="blockpruner search: the fast search's cached hidden states come on top, "
-                   "bounded by its memory budget"),
+              mixed=mixed, launch=run, extra_gib=cfg.cache_budget_gb or 0.0,
+              note="blockpruner search: " + (
+                  f"its hidden-state cache ({cfg.cache_budget_gb:g} GiB, cache_budget_gb) is in "
+                  "the activations" if cfg.cache_budget_gb is not None else
+                  "its hidden-state cache takes up to half the GPU's free memory on top "
+                  "(cache_budget_gb: None) and recomputes beyond it")),
         Stage("evaluation", "infer", (cfg.model,), batch=cfg.eval_batch_size,
               seq_len=cfg.eval_seq_len, mixed=mixed, launch=run),
     ]
