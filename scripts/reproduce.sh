@@ -6,7 +6,7 @@
 #   bash scripts/reproduce.sh blockpruner --profile paper -p model=meta-llama/Llama-2-7b-hf
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --main   # no app, Jupyter Lab, test tools or Chromium: `bash scripts/setup.sh` adds them
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TRANSFORMERS_OFFLINE=${TRANSFORMERS_OFFLINE:-1}
 .venv/bin/workbench models prepare all
 exec .venv/bin/workbench reproduce "$@"

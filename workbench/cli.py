@@ -80,6 +80,9 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def cmd_app(args: argparse.Namespace) -> int:
+    if importlib.util.find_spec("gradio") is None:
+        raise ImportError("the app needs gradio, which the main job's set-up leaves out: run "
+                          "`bash scripts/setup.sh` (the full set-up)")
     from workbench.apphub import build_hub, is_loopback, parse_auth
 
     auth = parse_auth(args.auth)
