@@ -136,3 +136,15 @@ def test_columns_and_roundtrip():
     cols = S.columns("acc", e, digits=4)
     assert cols["n"] == 4 and cols["acc"] == 0.75 and cols["acc_lo"] < 0.75 < cols["acc_hi"]
     assert Estimate.from_dict(e.to_dict()) == e
+
+
+def test_item_cis_switch_from_t_to_bootstrap_at_20_items():
+    small = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert S.item_ci(small) == S.mean_ci(small)
+    big = list(range(25))
+    assert S.item_ci(big) == S.bootstrap_ci(big)
+    d = S.paired_item_ci([2.0, 3.0, 5.0], [1.0, 1.0, 2.0])  # differences 1, 2, 3
+    t = S.mean_ci([1.0, 2.0, 3.0])
+    assert (d.value, d.lo, d.hi, d.method) == (t.value, t.lo, t.hi, "paired t")
+    w = S.paired_item_ci([2.0, 3.0, 5.0], [1.0, 1.0, 2.0], weights=[1, 1, 1])
+    assert w.method == "paired bootstrap" and w.value == pytest.approx(2.0)

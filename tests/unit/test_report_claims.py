@@ -42,7 +42,7 @@ def test_paired_per_item_reproduced(tmp_path):
     r = evaluate_claim(LESS, TABLE, run)
     assert r.verdict == stats.REPRODUCED
     assert r.estimate.value == pytest.approx(-0.2) and r.n == 8
-    assert "paired bootstrap" in r.method and "nll" in r.method
+    assert "paired t interval" in r.method and "nll" in r.method  # 8 items: t
 
 
 def test_paired_per_item_not_reproduced_and_inconclusive(tmp_path):
@@ -153,3 +153,9 @@ def test_n_column_names_the_metric_count():
             "direction": "greater", "n_column": "judge_n"}
     r = evaluate_claim(spec, table)
     assert r.verdict == stats.REPRODUCED and r.n == 12
+
+
+def test_many_items_use_the_paired_bootstrap(tmp_path):
+    b = [3.0 + 0.01 * i for i in range(30)]
+    r = evaluate_claim(LESS, TABLE, _run(tmp_path, TABLE, _nll([x - 0.1 for x in b], b)))
+    assert r.verdict == stats.REPRODUCED and r.method.startswith("paired bootstrap over 30")

@@ -61,7 +61,7 @@ def test_report_page(tmp_path):
     assert "workflow demo" in text
     assert "Ours: trial / CV on train. The paper's: test." in text
     assert "Scale:</b> profile quick; encoder minilm-l6; epochs 2; train posts 300" in text
-    assert "reproduced" in text and "paired bootstrap over 5 items" in text
+    assert "reproduced" in text and "paired t interval over 5 items" in text
     assert "60.00 [55.00, 65.00]" in text and "trial_f1_n" in text  # value + CI, n kept
     assert "The paper" in text and "69.22-69.85" in text
     assert ">None<" not in text and ">-0" not in text and "nan" not in text.lower().split("<")[0]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from workbench.eval.stats import bootstrap_ci
+from workbench.eval.stats import mean_ci
 from workbench.report.claims import run_claims
 from workbench.seft.report import add_uncertainty, finish_table, per_item_files, per_question
 
@@ -37,7 +37,7 @@ def test_add_uncertainty_columns():
     rows = add_uncertainty(table, {"SFT": SFT, "SEFT round 1": SEFT})
     sft, seft = rows
     assert sft["n_questions"] == 3 and sft["n_questions_turn2"] == 2
-    want = bootstrap_ci([4.0, 6.0, 4.0])
+    want = mean_ci([4.0, 6.0, 4.0])  # 3 questions: the t interval, not a bootstrap
     assert (sft["judge_score_lo"], sft["judge_score_hi"]) == (round(want.lo, 4), round(want.hi, 4))
     assert "win_rate_vs_sft_lo" not in sft  # SFT's 0.5 is a definition
     assert seft["n_prompts"] == 3 and seft["win_rate_vs_sft_lo"] <= 0.8 <= seft["win_rate_vs_sft_hi"]
@@ -63,9 +63,9 @@ def test_finish_table_feeds_the_claims(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"table": rows}))
     res = {r.text: r for r in run_claims("seft", tmp_path)}
     win = next(r for t, r in res.items() if "win rate > 0.5" in t)
-    assert win.verdict == "reproduced" and win.n == 3 and "bootstrap" in win.method
+    assert win.verdict == "reproduced" and win.n == 3 and "t interval" in win.method
     mt = next(r for t, r in res.items() if "than SFT on MT-Bench" in t)
     assert mt.estimate.value == pytest.approx(6.0 - 14 / 3) and mt.n == 3  # 6, 7, 5 vs 4, 6, 4
-    assert "paired bootstrap" in mt.method
+    assert "paired t interval" in mt.method  # 3 questions: t, not a bootstrap
     dpo = next(r for t, r in res.items() if "DPO" in t)
     assert dpo.verdict == "not evaluated"

@@ -232,6 +232,30 @@ def paired_bootstrap_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np
     return _percentile(value, boots, n, alpha, "paired bootstrap")
 
 
+MIN_BOOTSTRAP_N = 20
+
+
+def item_ci(values: Sequence[float] | np.ndarray, seed: int = 0, alpha: float = 0.05,
+            min_boot: int = MIN_BOOTSTRAP_N) -> Estimate:
+    """CI of a mean over items: percentile bootstrap from `min_boot` items on, t-based below
+    (a bootstrap over a handful of items undercovers badly; the t interval stays honest)."""
+    a = _array(values)
+    return mean_ci(a, alpha) if a.size < min_boot else bootstrap_ci(a, seed=seed, alpha=alpha)
+
+
+def paired_item_ci(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray,
+                   weights: Sequence[float] | np.ndarray | None = None, seed: int = 0,
+                   alpha: float = 0.05, min_boot: int = MIN_BOOTSTRAP_N) -> Estimate:
+    """CI of mean(a) - mean(b) over the same items (token-weighted with `weights`): paired
+    bootstrap from `min_boot` items on; below, the t interval of the per-item differences
+    (unweighted) -- with weights the paired bootstrap is kept at any n."""
+    x, y = _array(a, "a"), _array(b, "b")
+    if weights is None and x.shape == y.shape and x.size < min_boot:
+        e = mean_ci(x - y, alpha)
+        return Estimate(e.value, e.lo, e.hi, e.n, e.stderr, "paired t")
+    return paired_bootstrap_ci(x, y, weights=weights, seed=seed, alpha=alpha)
+
+
 def binomial_stderr(p: float, n: int, ddof: int = 1) -> float:
     """Standard error of an accuracy p over n items.
 

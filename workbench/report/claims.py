@@ -17,8 +17,10 @@ Each paper declares its key claims as data, in ``workbench/anchors/<paper>.yaml`
 
 The estimate is the difference ``row - vs`` (or the row's value for a threshold):
 
-1. a **paired bootstrap** over items when a per-item file (``docs``: ``/work/notes/peritem.md``
-   convention) holds both rows on the same ids -- token-weighted when the file has ``weights``;
+1. a **paired bootstrap** over items when a per-item file (the per-item convention:
+   ``artifacts/per_item/<metric>.json``) holds both rows on the same ids -- token-weighted when
+   the file has ``weights``; under 20 items (unweighted) the t interval of the per-item
+   differences instead (``stats.paired_item_ci``: a bootstrap over a handful undercovers);
    a per-item metric rises with the table's metric (NLL with PPL), so the sign carries over;
 2. else the rows' own **CIs in the table** (``<metric>_lo``/``_hi`` or ``<metric>_stderr``, with
    ``n``), combined as independent estimates;
@@ -182,11 +184,12 @@ def _difference(run_dir: Path, files, spec, a: dict, b: dict, key: str) -> Claim
     d, vals = _per_item_values(files, na, nb)
     if d is not None:
         w = d.get("weights")
-        est = stats.paired_bootstrap_ci(vals[0], vals[1], weights=w).scaled(scale)
+        est = stats.paired_item_ci(vals[0], vals[1], weights=w).scaled(scale)
         if scale == 1.0 and d["metric"] != metric:  # e.g. mean NLL for a PPL claim: same sign
             what = f"{na} − {nb}, {d['metric']}"
         unit = d.get("unit") or d["metric"]
-        how = f"paired bootstrap over {est.n} items ({d['_file']}: {unit}" + \
+        kind = "paired t interval" if est.method == "paired t" else "paired bootstrap"
+        how = f"{kind} over {est.n} items ({d['_file']}: {unit}" + \
               (", token-weighted)" if w else ")")
         return _judged(spec, est, what, how)
     ea, eb = (row_estimate(a, metric, spec.get("n_column")),
@@ -208,8 +211,9 @@ def _threshold(files, spec, a: dict, key: str) -> ClaimResult:
     what = f"{na}, {metric}"
     d, vals = _per_item_values(files, na)
     if d is not None:
-        est = stats.bootstrap_ci(vals[0]).scaled(scale)
-        return _judged(spec, est, what, f"bootstrap over {est.n} items ({d['_file']})")
+        est = stats.item_ci(vals[0]).scaled(scale)
+        kind = "t interval" if est.method == "t" else "bootstrap"
+        return _judged(spec, est, what, f"{kind} over {est.n} items ({d['_file']})")
     est = row_estimate(a, metric, spec.get("n_column"))
     if est is None:
         return ClaimResult(spec["text"], NOT_EVALUATED, what=what,

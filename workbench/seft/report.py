@@ -2,11 +2,11 @@
 
 From the judge's saved grades (``artifacts/judgments/<model>.json``):
 
-- MT-Bench: a question's score is the mean of its graded turns; ``judge_score`` gets a bootstrap
-  CI over questions (``n_questions``), ``mtbench_turn1``/``mtbench_turn2`` one over the questions
+- MT-Bench: a question's score is the mean of its graded turns; ``judge_score`` gets a CI over
+  questions (``n_questions``; bootstrap from 20 items on, t interval below: ``stats.item_ci``), ``mtbench_turn1``/``mtbench_turn2`` one over the questions
   graded at that turn;
 - win rate vs SFT: each held-out prompt's score (P(win) + P(tie)/2, both answer orders
-  averaged) is an item; ``win_rate_vs_sft`` gets a bootstrap CI over prompts (``n_prompts``).
+  averaged) is an item; ``win_rate_vs_sft`` gets a CI over prompts (``n_prompts``), likewise.
   SFT's own 0.5 is a definition and has no interval.
 
 ``artifacts/per_item/mtbench_score.json`` (questions x models) and
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.common.io import read_json, write_json
-from workbench.eval.stats import bootstrap_ci
+from workbench.eval.stats import item_ci
 
 DIGITS = 4
 
@@ -55,7 +55,7 @@ def per_prompt(judgment: dict[str, Any]) -> list[float | None] | None:
 
 
 def _ci_cols(prefix: str, values: list[float], n_key: str) -> dict[str, Any]:
-    e = bootstrap_ci(values)
+    e = item_ci(values)  # bootstrap from 20 items on, t interval below
     r = (lambda x: round(x, DIGITS) if math.isfinite(x) else None)  # noqa: E731
     return {f"{prefix}_lo": r(e.lo), f"{prefix}_hi": r(e.hi), n_key: e.n}
 
