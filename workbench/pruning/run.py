@@ -33,6 +33,8 @@ GREEDY_METHODS = ("blockpruner", "size_aware")  # block greedy searches that can
 class PruningConfig(RunConfig):
     PRESETS: ClassVar[str] = "blockpruner"
 
+    dtype: str = field(default="bfloat16", metadata={
+        "help": "bfloat16 (default: the official search's dtype) | float32 | float16 | auto"})
     model: str = field(default="tiny:llama", metadata={"help": "model name or path"})
     method: str = field(default="blockpruner", metadata={
         "help": "main search (SEARCHES key): blockpruner (the paper) | size_aware (smallest "

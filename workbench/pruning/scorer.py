@@ -48,13 +48,17 @@ def row_nll(model, batch: torch.Tensor) -> torch.Tensor:
     batch = batch.to(dev)
     logits = model(input_ids=batch, use_cache=False).logits
     tgt = batch[:, 1:]
-    chunk = 16 if dev.type == "cpu" else 4096
+    chunk = min(16 if dev.type == "cpu" else 4096, tgt.shape[1])
     nll = torch.empty(tgt.shape, dtype=torch.float32, device=dev)
+    buf = torch.empty(chunk, logits.shape[-1], dtype=torch.float32, device=dev)
     for r in range(len(batch)):
         x = logits[r, :-1]
+        m = x.amax(-1).float()  # exact: the max of bf16 values is one of them
         for s in range(0, x.shape[0], chunk):
-            nll[r, s:s + chunk] = torch.logsumexp(x[s:s + chunk].float(), -1)
-        nll[r] -= x.gather(-1, tgt[r][:, None])[:, 0].float()
+            y = buf[: min(chunk, x.shape[0] - s)]
+            y.copy_(x[s:s + chunk]).sub_(m[s:s + chunk, None]).exp_()
+            nll[r, s:s + chunk] = y.sum(-1)
+        nll[r] = nll[r].log_() + m - x.gather(-1, tgt[r][:, None])[:, 0].float()
     pad = getattr(getattr(model, "config", None), "pad_token_id", None)
     mask = torch.ones_like(tgt, dtype=torch.float32) if pad is None else (tgt != pad).float()
     return ((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).double().cpu()
