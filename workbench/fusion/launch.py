@@ -33,6 +33,7 @@ def execute(ctx: FuseChatContext, st: Stage) -> dict[str, Any]:
     keys = {k: getattr(ctx.cfg, k) for k in st.config_keys}
     path = stage_path(ctx.run, st.name)
     multi = world_size() > 1
+    t1, c1 = time.time(), time.process_time()  # the ranks' shard work counts too
     if multi and st.name == "representations":
         from workbench.fusion.run import _represent
 
@@ -41,7 +42,6 @@ def execute(ctx: FuseChatContext, st: Stage) -> dict[str, Any]:
             _represent(ctx, m, (rank(), world_size()))
         barrier()  # all shards present: the main process assembles the statistics below
     if not multi or is_main_process() or st.name in COLLECTIVE:
-        t1, c1 = time.time(), time.process_time()
         summary = st.fn(ctx)
         if keys:
             summary["config_keys"] = keys
