@@ -8,6 +8,7 @@ from datasets import Dataset
 
 from workbench.common.models import load_tokenizer
 from workbench.fusion.align import (
+    DTWOptions,
     align_representations,
     align_text,
     alignment_stats,
@@ -31,6 +32,7 @@ pytestmark = pytest.mark.slow  # loading the three GGUF tokenizers takes ~25 s h
 MIXED = ("Here is the fix 🙂:\n```python\ndef área(r):\n    return 3.14159 * r ** 2  # café\n```\n"
          "Ça marche? 你好，世界! 👍🏽 Thanks.")
 K = 4
+NORM = {"options": DTWOptions(text="normalized"), "vocab_text": "normalized"}
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +87,9 @@ def test_mixed_sample_every_pivot_position_aligned_or_documented_fallback(toks, 
     for tt, x in ((ptt, P[0]["input_ids"]), (stt, S[0]["input_ids"])):
         body = [t for i, t in zip(x, tt.of(x), strict=True) if i not in tt.special]
         assert b"".join(to_bytes(t) for t in body) == MIXED.encode()
-    for vmap in ("em", "mined", "ms"):
-        ds, stats = align_representations(P, S, piv_tok, src_tok, vmap)
+    for vmap in ("em", "mined", "ms"):  # our canonical texts (the official switches: see
+        # test_fusion_align_official.py; raw Gemma strings match far less, by the official bug)
+        ds, stats = align_representations(P, S, piv_tok, src_tok, vmap, **NORM)
         row = ds[0]
         assert tuple(ds.column_names) == ALIGNED_COLUMNS
         kinds = np.array(row["align_kind"])
@@ -109,10 +112,10 @@ def test_mixed_sample_every_pivot_position_aligned_or_documented_fallback(toks, 
         assert sum(shares) == pytest.approx(1) and 0 < stats["top1_is_gold"] <= 1
     # off-by-one: where the source's next token is the pivot's next token (same text), the
     # aligned top-1 is exactly that pivot token
-    ds, _ = align_representations(P, S, piv_tok, src_tok, "ms")
+    ds, _ = align_representations(P, S, piv_tok, src_tok, "ms", **NORM)
     kinds = np.array(ds[0]["align_kind"])
     top1 = np.array(ds[0]["topk_ids"])[:, 0]
-    al = align_text(MIXED, piv_tok, src_tok, add_special_tokens=True)
+    al = align_text(MIXED, piv_tok, src_tok, add_special_tokens=True, options=NORM["options"])
     p_ends = _ends(ptt, al.pivot_ids)
     s_ends = _ends(stt, al.source_ids)
     checked = 0
