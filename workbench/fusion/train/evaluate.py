@@ -168,6 +168,9 @@ def fusechat_table(results: dict[str, dict[str, Any]], reference: str = "SFT"
             "judge_t1": _num(r.get("mtbench", {}).get("turn1")),
             "judge_t2": _num(r.get("mtbench", {}).get("turn2")), "judge_avg": judge,
             "zeroshot_avg": _num(r.get("zeroshot", {}).get("avg")),
+            # lm-eval's stderr of the task mean; n = examples over all tasks
+            "zeroshot_avg_stderr": _num(r.get("zeroshot", {}).get("avg_stderr")),
+            "zeroshot_n": r.get("zeroshot", {}).get("n"),
             f"ce_vs_{reference.lower()}_pct": (None if ce is None or not ref_ce or
                                                r["group"] in ("pivot", "source")
                                                else round(100 * (ce - ref_ce) / ref_ce, 2)),
