@@ -6,3 +6,9 @@ Subpackages: `common` (registry, configs, run directories, models), `data` (offl
 """
 
 __version__ = "0.1.0"
+
+import warnings as _warnings
+
+# tqdm.auto inside a Jupyter kernel without ipywidgets (datasets, transformers and lm-eval import
+# it) warns into every executed notebook; its text bars work, and `track` decides about bars
+_warnings.filterwarnings("ignore", message="IProgress not found")
