@@ -87,6 +87,7 @@ def check_readable_anywhere(nb) -> None:
             f"cell floods its output ({len(streams)} streams, {text.count(chr(10))} lines): " \
             f"{cell.source[:60]!r}"
         assert "\r" not in text, f"progress bar updates saved in the output: {cell.source[:60]!r}"
+        assert "IProgress not found" not in text, "tqdm's ipywidgets warning in the output"
         for o in cell.outputs:
             data = o.get("data", {})
             if PLOTLY in data:
