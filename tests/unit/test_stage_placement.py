@@ -136,3 +136,16 @@ def test_resume_checkpoint_rules(tmp_path):
     assert resume_checkpoint(str(tmp_path / "checkpoint-2"), tmp_path).endswith("checkpoint-2")
     with pytest.raises(ValueError, match="no such checkpoint"):
         resume_checkpoint(str(tmp_path / "nope"), tmp_path)
+
+
+def test_local_judge_follows_the_run_config(tmp_path, recorded):
+    from workbench.eval.judges import make_judge
+    from workbench.seft.stages.common import place_judge
+
+    judge = place_judge(make_judge("hf", "tiny:llama", "expected"),
+                        _seft(tmp_path, device="cpu", dtype="bfloat16"))
+    with pytest.raises(Loaded):
+        judge._load()
+    assert recorded[-1][1]["device"] == "cpu" and recorded[-1][1]["dtype"] == "bfloat16"
+    endpoint = object()  # no placement: returned as it is
+    assert place_judge(endpoint, _seft(tmp_path)) is endpoint

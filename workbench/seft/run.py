@@ -35,7 +35,7 @@ from workbench.eval.chat import WEAK_JUDGE_NOTE, is_weak, make_judge
 from workbench.seft.config import SEFTConfig
 from workbench.seft.stages import STAGES
 from workbench.seft.stages.baselines import baseline_dir, stage_baseline
-from workbench.seft.stages.common import STAGE_FILE, free
+from workbench.seft.stages.common import STAGE_FILE, free, place_judge
 from workbench.seft.stages.data import SEFTData, mtbench_subset, prepare_data
 from workbench.seft.stages.evaluate import (
     _nan_to_none,
@@ -152,8 +152,9 @@ def run_seft(cfg: SEFTConfig) -> SEFTResult:
     answers = answer_all(cfg, model_dirs, data.eval_prompts, qs, run.artifacts / "answers")
 
     # --- judging ------------------------------------------------------------------------------
-    judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_mode,
-                       max_new_tokens=cfg.judge_max_new_tokens, batch_size=cfg.judge_batch_size)
+    judge = place_judge(make_judge(cfg.judge, cfg.judge_model, cfg.judge_mode,
+                                   max_new_tokens=cfg.judge_max_new_tokens,
+                                   batch_size=cfg.judge_batch_size), cfg)
     table = judge_answers(judge, answers, run.artifacts / "judgments", judge_prompts=jp,
                           pairwise=cfg.mtbench_pairwise)
     warnings += judge_warnings(table)

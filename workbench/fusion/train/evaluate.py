@@ -132,6 +132,9 @@ def evaluate_models(cfg: Any, models: dict[str, tuple[str, str]], dialogues: Seq
     if cfg.mtbench_limit > 0:
         judge = make_judge(cfg.judge, cfg.judge_model, cfg.judge_mode,
                            max_new_tokens=cfg.judge_max_new_tokens)
+        if isinstance(getattr(judge, "placement", None), dict):  # a local judge: cfg's placement
+            from workbench.common.rundir import local_device
+            judge.placement.update(device=local_device(cfg.device), dtype=cfg.dtype)
     out = {}
     for label, (group, path) in track(list(models.items()), desc="evaluate models"):
         f = Path(root) / f"{short_name(label)}.json"

@@ -66,6 +66,14 @@ def load(cfg, name: str, *, train: bool = False):
     return load_causal_lm(name, **placement(cfg, train=train))
 
 
+def place_judge(judge, cfg):
+    """A local judge (lazy ``HFJudge``) loads on ``cfg.device`` / ``cfg.dtype`` (this rank's GPU
+    under a launch); an endpoint judge has no placement and is returned as it is."""
+    if isinstance(getattr(judge, "placement", None), dict):
+        judge.placement.update(device=local_device(cfg.device), dtype=cfg.dtype)
+    return judge
+
+
 def train_kwargs(cfg) -> dict[str, Any]:
     """Keyword arguments every SEFT trainer call shares."""
     return dict(lora=cfg.lora, epochs=cfg.epochs, batch_size=cfg.batch_size,
