@@ -30,9 +30,15 @@ def test_run_table_from_a_finished_run(tmp_path):
     (run / "checkpoints" / "reviser_final").mkdir(parents=True)
     write_json(run / "metrics.json", {
         "judge": "j", "judge_note": "weak", "warnings": ["round 1: the reviser revised none"],
-        "table": [{"model": "SEFT round 1", "judge_score": 4.0}, {"model": "SFT", "judge_score": 3.0}]})
+        "table": [{"model": "SEFT round 1", "judge_score": 4.0, "judge_score_lo": 3.5,
+                   "judge_score_hi": 4.5, "n_questions": 4},
+                  {"model": "SFT", "judge_score": 3.0}]})
     rows, notes = run_table(str(run / "checkpoints" / "reviser_final"))
     assert [r["Model"] for r in rows] == ["SFT", "SEFT round 1"]
+    from workbench.seft.app import _table_view
+    upd, _ = _table_view(str(run / "checkpoints" / "reviser_final"))
+    assert "MT-Bench avg [95% CI]" in upd["headers"] and "n questions" in upd["headers"]
+    assert "4 [3.5, 4.5]" in upd["value"][1]  # the CI beside the run's number
     assert "weak" in notes and "revised none" in notes
     assert run_table(None) == ([], "") and run_table(str(tmp_path / "x" / "y")) == ([], "")
     assert isinstance(build_app(tmp_path), gr.Blocks)  # the app lists this run

@@ -95,10 +95,20 @@ def run_table(reviser_path: str | None) -> tuple[list[dict[str, Any]], str]:
     if not f.exists():
         return [], ""
     from workbench.common.io import read_json
-    from workbench.viz.seft import paper_rows
+    from workbench.viz.seft import PAPER_COLUMNS, paper_rows
     m = read_json(f)
     notes = [f"judge: {m.get('judge')}. {m.get('judge_note', '')}"] + list(m.get("warnings", []))
-    return paper_rows(m.get("table", [])), "\n".join(f"- {md_text(n)}" for n in notes)
+    raw = {r.get("model"): r for r in m.get("table", [])}
+    rows = paper_rows(m.get("table", []))
+    for row in rows:  # the run's CIs (`<metric>_lo/_hi`) and item counts, next to the paper layout
+        r = raw.get(row["Model"], {})
+        for k, label in PAPER_COLUMNS.items():
+            if f"{k}_lo" in r and f"{k}_hi" in r:
+                row[f"{label}_lo"], row[f"{label}_hi"] = r[f"{k}_lo"], r[f"{k}_hi"]
+        for k in ("n_questions", "n_prompts", "n"):
+            if k in r:
+                row[k.replace("_", " ")] = r[k]
+    return rows, "\n".join(f"- {md_text(n)}" for n in notes)
 
 
 def _table_view(reviser_path: str | None):
