@@ -31,6 +31,10 @@ def test_callbacks(runs):
     assert "Step 2/2" in md and "parameter ratio" in md
     assert len(omap.data[0].z) == 2 and len(omap.data[0].z[0]) == 4
     assert {t.name for t in ratio.data} == {"BlockPruner", "RM"}  # the tables' names
+    from workbench.pruning.app import results_view
+    res = results_view(runs, rel)
+    assert res["headers"][0] == "method" and len(res["value"]) == 3  # dense, BlockPruner, RM
+    assert results_view(runs, None)["value"] is None
     dense, pruned = compare_next_token(runs, rel, 2, "Hello world")
     assert len(dense) == 5 and len(pruned) == 5
     assert dense != pruned

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from workbench.appkit import MAX_TEXT, keep_choice, md_code, num, too_long
+from workbench.appkit import MAX_TEXT, keep_choice, md_code, num, table, too_long
 from workbench.common.io import read_json
 from workbench.common.rundir import list_runs, runs_root
 from workbench.viz.pruning import importance_curve, order_map, ppl_vs_ratio
@@ -90,6 +90,15 @@ def compare_next_token(root: str | Path | None, rel: str | None, step: int, text
     return out[0], out[1]
 
 
+def results_view(root: str | Path | None, rel: str | None):
+    """The run's result table (metrics.json `table`): CIs folded in as "x [lo, hi]", n kept."""
+    rows = load_run(root, rel)["metrics"].get("table") if rel else None
+    if not isinstance(rows, list) or not rows:
+        return gr.update(value=None, headers=None)
+    heads, values = table(rows)
+    return gr.update(value=values, headers=heads)
+
+
 def n_steps(root: str | Path | None, rel: str | None) -> int:
     """Search steps of a run's main method (0 when nothing is picked)."""
     if not rel:
@@ -117,6 +126,8 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
             curve = gr.Plot(label="importance curve")
             ratio = gr.Plot(label="PPL vs ratio")
         omap = gr.Plot(label="removal order map")
+        results = gr.Dataframe(label="this run's results (95% CI where the run gives one)",
+                               interactive=False, elem_id="bp-results")
         with gr.Row():
             text = gr.Textbox(label=f"sentence (small models: dense vs pruned next token; max "
                               f"{MAX_TEXT} characters)", value="The capital of France is",
@@ -144,6 +155,8 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         pick.change(_pick, pick, step)
         step.change(_show, [pick, step], [summary, curve, omap, ratio])
         app.load(_show, [pick, step], [summary, curve, omap, ratio])
+        pick.change(lambda rel: results_view(root, rel), pick, results)
+        app.load(lambda rel: results_view(root, rel), pick, results)
         go_btn.click(lambda rel, k, t: compare_next_token(root, rel, k, t), [pick, step, text],
                      [dense, pruned])
     return app
