@@ -61,7 +61,8 @@ class PruningConfig(RunConfig):
     fast: bool = field(default=True, metadata={"help": "exact speed-ups in the greedy search"})
     cache_budget_gb: float | None = field(default=None, metadata={
         "help": "memory for the fast search's hidden-state cache (None: half the free memory "
-                "of the device); row batches beyond it are recomputed for every candidate"})
+                "of a CUDA device, a quarter of the available memory on the CPU); row batches "
+                "beyond it are recomputed for every candidate"})
     eval_seq_len: int = field(default=128, metadata={"help": "WikiText-2 window length"})
     eval_max_rows: int | None = field(default=8, metadata={"help": "WikiText-2 windows cap"})
     tasks: tuple[str, ...] = field(default=("piqa", "winogrande", "hellaswag", "arc_easy",

@@ -18,7 +18,8 @@ batch size):
 - the log-sum-exp of the logits in fp32 over cache-sized chunks of positions (no fp32 copy of the
   whole [rows, T, vocab] logits).
 
-Memory budget (`budget_bytes`, default: half the free memory of the model's device): the cache of
+Memory budget (`budget_bytes`, default: half the free memory of a CUDA device, a quarter of the
+available memory on the CPU): the cache of
 the current model and two candidate captures must fit for a row batch to use prefix reuse; row
 batches beyond the budget are recomputed from the embeddings for every candidate (logged). The
 budget left over holds the candidates' own states.
@@ -65,7 +66,8 @@ def row_nll(model, batch: torch.Tensor) -> torch.Tensor:
 
 
 def default_budget(model) -> int:
-    """Half the free memory of the model's device (CUDA: free device memory; CPU: available)."""
+    """Half the free memory of a CUDA device; a quarter of the available memory on the CPU (a
+    machine shared with other processes)."""
     dev = next(model.parameters()).device
     if dev.type == "cuda":
         free, _ = torch.cuda.mem_get_info(dev)
@@ -73,7 +75,7 @@ def default_budget(model) -> int:
     try:
         import psutil
 
-        return int(psutil.virtual_memory().available * 0.5)
+        return int(psutil.virtual_memory().available * 0.25)
     except ImportError:  # pragma: no cover - psutil ships with the workbench's dependencies
         return 4 << 30
 
