@@ -20,6 +20,10 @@ def test_build_without_runs(tmp_path):
 def test_predict_payload(runs_root):
     root, run = runs_root
     assert isinstance(build_app(root), gr.Blocks)
+    from workbench.spans.app import member_names, results_view
+    assert member_names(str(run.path)) == ["cls-crf", "concat_cls-crf"]  # listed without loading
+    res = results_view(str(run.path))
+    assert res["value"] and all(isinstance(v, str) or len(repr(v)) < 12 for r in res["value"] for v in r)
     hl, gold, table, heat, msg = predict("you are an idiot", str(run.path), "ensemble", [11, 12, 13, 14, 15])
     assert "".join(c for c, _ in hl) == "you are an idiot"
     assert all(lab in (None, "toxic") for _, lab in hl)

@@ -83,6 +83,17 @@ def member_names(run: str | None) -> list[str]:
     return voters or available
 
 
+def results_view(run: str | None):
+    """The run's result table (metrics.json `table`): CIs folded in as "x [lo, hi]", n kept."""
+    from workbench.appkit import table
+    f = Path(run) / "metrics.json" if run else None
+    rows = read_json(f).get("table") if f is not None and f.exists() else None
+    if not isinstance(rows, list) or not rows:
+        return gr.update(value=None, headers=None)
+    heads, values = table(rows)
+    return gr.update(value=values, headers=heads)
+
+
 def run_choices(root) -> list[tuple[str, str]]:
     """(run name, run folder) pairs: the dropdown shows `toxic_spans/<run>`, never the path."""
     from workbench.appkit import run_label
@@ -127,6 +138,8 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         probs = gr.Dataframe(headers=["token", "p(toxic)"], label="per-token probabilities (per member)",
                              interactive=False, elem_id="ts-probs")
         msg = gr.Textbox(label="message", interactive=False, elem_id="ts-msg")  # plain text: safe
+        results = gr.Dataframe(label="this run's results (95% CI where the run gives one)",
+                               interactive=False, elem_id="ts-results")
         state = gr.State(None)
 
         def pick(choice):
@@ -152,5 +165,7 @@ def build_app(runs_root: Path | None = None) -> gr.Blocks:
         ex.change(pick, ex, [text, state])
         text.input(lambda _: None, text, state)
         run.change(members, run, member)
+        run.change(results_view, run, results)
+        app.load(results_view, run, results)
         btn.click(detect, [text, run, member, state, int8], [out, gold, probs, heat, msg])
     return app
