@@ -125,10 +125,16 @@ def test_host_and_auth_helpers():
 
 
 def test_served_hub_answers_client(runs, launch_app):
+    import json
+    import urllib.request
+
     from gradio_client import Client
 
     url = launch_app(build_hub(runs))
     assert url.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(url + "config", timeout=60) as r:  # what the browser gets
+        ids = [c["id"] for c in json.load(r)["components"]]
+    assert len(ids) == len(set(ids))
     cfg, table, scalars = Client(url, verbose=False).predict("blockpruner/demo-run",
                                                             api_name="/show_run")
     assert cfg["run_name"] == "demo-run" and scalars["ppl"] == 12.5
