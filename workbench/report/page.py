@@ -88,8 +88,14 @@ def _digits(est: stats.Estimate) -> int:
     """Decimals by magnitude, more when a narrow interval would print as [x, x]."""
     a = max(abs(est.value), abs(est.hi) if est.has_ci else 0.0)
     d = 1 if a >= 100 else 2 if a >= 1 else 3
-    while est.has_ci and est.hi > est.lo and d < 6 and \
-            stats.fmt_num(est.lo, d) == stats.fmt_num(est.hi, d):
+    def blurred(d: int) -> bool:  # [x, x], or a bound that is not 0 printed as 0
+        if not est.has_ci or est.hi <= est.lo:
+            return False
+        lo, hi = stats.fmt_num(est.lo, d), stats.fmt_num(est.hi, d)
+        zero = stats.fmt_num(0.0, d)
+        return lo == hi or (lo == zero and est.lo != 0) or (hi == zero and est.hi != 0)
+
+    while d < 6 and blurred(d):
         d += 1
     return d
 
