@@ -25,9 +25,9 @@ __all__ = sorted(_EXPORTS)
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
         raise AttributeError(f"module 'workbench.common' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"workbench.common.{_EXPORTS[name]}"), name)
-    globals()[name] = value
-    return value
+    # Not cached in this namespace: a name always follows its source module (monkeypatching
+    # `workbench.common.models.load_causal_lm` in a test reaches every caller).
+    return getattr(importlib.import_module(f"workbench.common.{_EXPORTS[name]}"), name)
 
 
 def __dir__() -> list[str]:

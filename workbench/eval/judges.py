@@ -80,8 +80,8 @@ class HFJudge:
 
     def _load(self):
         if self._model is None:
-            from workbench.common import load_causal_lm
-            self._model, self._tok = load_causal_lm(self.name, **self.placement)
+            from workbench.common import models
+            self._model, self._tok = models.load_causal_lm(self.name, **self.placement)
         return self._model, self._tok
 
     def _text(self, system: str, user: str, prefix: str = "") -> str:
