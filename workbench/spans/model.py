@@ -61,17 +61,30 @@ class ConcatClsHead(nn.Module):
         return self.out(self.drop(torch.cat([last, cls], -1)))
 
 
-@HEADS.register("layer_attention", paper="YNU-HPCC *ATT: layer attention + pooled CLS")
-class LayerAttentionHead(nn.Module):
+class _LayerMixHead(nn.Module):
+    """A combination of the encoder's layers (``combine``) plus the pooled CLS, then tags."""
+
     def __init__(self, hidden: int, num_tags: int, dropout: float = 0.1):
         super().__init__()
-        self.att = LayerAttention(hidden)
         self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
         self.drop, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_tags)
 
+    def combine(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        raise NotImplementedError
+
     def forward(self, enc_out, cls_index: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.att(enc_out.hidden_states) + _cls_vector(enc_out, self.pooler, cls_index).unsqueeze(1)
+        h = self.combine(enc_out.hidden_states) + _cls_vector(enc_out, self.pooler, cls_index).unsqueeze(1)
         return self.out(self.drop(h))
+
+
+@HEADS.register("layer_attention", paper="YNU-HPCC *ATT: layer attention + pooled CLS")
+class LayerAttentionHead(_LayerMixHead):
+    def __init__(self, hidden: int, num_tags: int, dropout: float = 0.1):
+        super().__init__(hidden, num_tags, dropout)
+        self.att = LayerAttention(hidden)
+
+    def combine(self, hidden_states):
+        return self.att(hidden_states)
 
 
 class ScalarMix(nn.Module):
@@ -90,18 +103,15 @@ class ScalarMix(nn.Module):
 
 
 @HEADS.register("scalar_mix", paper="variant (not in the paper): scalar mix of all layers + pooled CLS")
-class ScalarMixHead(nn.Module):
+class ScalarMixHead(_LayerMixHead):
     """Layer-combination variant: a per-layer (not per-token) softmax mix, then the paper's CLS addition."""
 
     def __init__(self, hidden: int, num_tags: int, dropout: float = 0.1, max_layers: int = 64):
-        super().__init__()
+        super().__init__(hidden, num_tags, dropout)
         self.mix = ScalarMix(max_layers)
-        self.pooler = nn.Sequential(nn.Linear(hidden, hidden), nn.Tanh())
-        self.drop, self.out = nn.Dropout(dropout), nn.Linear(hidden, num_tags)
 
-    def forward(self, enc_out, cls_index: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.mix(enc_out.hidden_states) + _cls_vector(enc_out, self.pooler, cls_index).unsqueeze(1)
-        return self.out(self.drop(h))
+    def combine(self, hidden_states):
+        return self.mix(hidden_states)
 
 
 @LOSSES.register("ce")
