@@ -15,12 +15,14 @@ from torch import nn
 from torch.nn import functional as F
 
 
-def rows_from_text(tokenizer, text: str, seq_len: int, max_rows: int | None = None
-                   ) -> torch.Tensor:
+def rows_from_text(tokenizer, text: str, seq_len: int, max_rows: int | None = None,
+                   spread: bool = False) -> torch.Tensor:
+    """Full rows of `seq_len` tokens. With `max_rows`, the first `max_rows` rows, or with
+    `spread` `max_rows` rows evenly spaced over the whole text (first and last included)."""
     if seq_len < 2:
         raise ValueError(f"seq_len must be >= 2, got {seq_len}")
     ids = None
-    if max_rows is not None and len(text) > 16 * max_rows * seq_len:
+    if max_rows is not None and not spread and len(text) > 16 * max_rows * seq_len:
         # small profiles: tokenize a generous prefix only (a token is >= 1 character here)
         head = tokenizer(text[: 16 * max_rows * seq_len], return_tensors="pt",
                          add_special_tokens=False).input_ids[0]
@@ -29,11 +31,17 @@ def rows_from_text(tokenizer, text: str, seq_len: int, max_rows: int | None = No
     if ids is None:
         ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).input_ids[0]
     n = ids.numel() // seq_len
-    if max_rows is not None:
-        n = min(n, max_rows)
     if n == 0:
         raise ValueError(f"text gives {ids.numel()} tokens: not one full row of {seq_len}")
-    return ids[: n * seq_len].view(n, seq_len)
+    rows = ids[: n * seq_len].view(n, seq_len)
+    if max_rows is not None and max_rows < n:
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1 or None, got {max_rows}")
+        if not spread:
+            return rows[:max_rows]
+        pick = torch.linspace(0, n - 1, max_rows).round().long().unique()
+        return rows[pick]
+    return rows
 
 
 @torch.no_grad()
@@ -66,7 +74,10 @@ def wikitext2_ppl(model: nn.Module, tokenizer, seq_len: int = 2048,
     return perplexity(model, wikitext2_rows(tokenizer, seq_len, max_rows), batch_size)
 
 
-def wikitext2_rows(tokenizer, seq_len: int = 2048, max_rows: int | None = None) -> torch.Tensor:
+def wikitext2_rows(tokenizer, seq_len: int = 2048, max_rows: int | None = None,
+                   spread: bool = True) -> torch.Tensor:
+    """The WikiText-2 test windows; a `max_rows` cap keeps windows spread over the whole test
+    set (not its first articles) unless `spread=False`."""
     from workbench.data import wikitext2_text
 
-    return rows_from_text(tokenizer, wikitext2_text(), seq_len, max_rows)
+    return rows_from_text(tokenizer, wikitext2_text(), seq_len, max_rows, spread)
