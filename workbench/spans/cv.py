@@ -27,6 +27,7 @@ from workbench.common.io import read_json, write_json
 from workbench.common.runtime import resolve_device, seed_everything
 from workbench.spans.metric import post_f1, span_f1
 from workbench.spans.predict import predict_batch
+from workbench.spans.report import ci_columns, f1_columns, post_f1s, vote_claim, write_per_item
 from workbench.spans.select import (
     TAU_POST,
     count_empty,
@@ -107,27 +108,6 @@ def run_jobs(cfg, fn, jobs: list[tuple]) -> list:
         return [f.result() for f in [pool.submit(fn, *j) for j in jobs]]
 
 
-def _ci(values: list[float]) -> dict:
-    """95 % bootstrap CI of a mean (workbench.eval.stats), in percent."""
-    from workbench.eval.stats import bootstrap_ci
-    e = bootstrap_ci(values)
-    return {"lo": round(100 * e.lo, 2), "hi": round(100 * e.hi, 2), "n": e.n}
-
-
-def _claim(per_item: dict[str, list[float]], vote: str, best: str) -> dict:
-    """'vote >= best single member': paired bootstrap CI of the per-post F1 difference (percent)."""
-    from workbench.eval.stats import paired_bootstrap_ci, verdict
-    e = paired_bootstrap_ci(per_item[vote], per_item[best])
-    return {"claim": f"{vote} >= {best}", "diff": round(100 * e.value, 2), "lo": round(100 * e.lo, 2),
-            "hi": round(100 * e.hi, 2), "n": e.n, "verdict": verdict(e, ">=")}
-
-
-def _per_item(run, name: str, ids: list[str], rows: dict[str, list[float]]) -> None:
-    write_json(run.artifacts / "per_item" / f"{name}.json",
-               {"metric": name, "higher_is_better": True, "unit": "char F1 per post (0-1)",
-                "ids": ids, "values": rows})
-
-
 def _cpu_s() -> float:
     """CPU seconds of this process and of its finished child processes (the workers)."""
     import resource
@@ -151,7 +131,8 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
         outs = cv_outputs(cfg, len(texts), folds, run.artifacts / "cv" / name)[:cfg.max_final_epochs]
         best = select_member(outs, golds, folds, crf, tau_posts=posts)
         best["scores"] = [post_score(p) for p in outs[best["epoch"] - 1][1]]
-        best["default"] = summary(select_member(outs[-1:], golds, folds, crf, (0.5,), (0.0,))["folds"])
+        default = select_member(outs[-1:], golds, folds, crf, (0.5,), (0.0,))
+        best["default"], best["default_items"] = summary(default["folds"]), post_f1s(default["preds"], golds)
         sel[name] = best
         log.info("CV %s: epoch %d tau_token %s tau_post %.2f: char F1 %.4f +- %.4f", name, best["epoch"],
                  best["tau_token"], best["tau_post"], best["cv_f1"], best["cv_sd"])
@@ -181,8 +162,9 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
         rows.append({"member": name, "encoder": encoder, "head": head, "crf": crf, "seed": seed, **dec,
                      "cv_f1": round(100 * s["cv_f1"], 2), "cv_sd": round(100 * s["cv_sd"], 2),
                      "cv_f1_default": round(100 * s["default"]["cv_f1"], 2),
+                     **ci_columns("cv_f1_default", s["default_items"]),
                      "trial_f1": round(100 * m["trial_f1"], 2),
-                     **{f"trial_f1_{k}": v for k, v in _ci(trial_items[name]).items()},
+                     **ci_columns("trial_f1", trial_items[name]),
                      "empty_before": count_empty(s["ungated"], golds)["empty_pred"],
                      "empty_after": count_empty(s["preds"], golds)["empty_pred"],
                      "train_s": round(m["train_s"], 1), "train_cpu_s": round(m.get("train_cpu_s", 0.0), 1)})
@@ -197,24 +179,28 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
                      "seed": None, "epoch": None, "tau_token": None, "min_votes": ens["min_votes"],
                      "tau_post": ens["tau_post"], "cv_f1": round(100 * ens["cv_f1"], 2),
                      "cv_sd": round(100 * ens["cv_sd"], 2), "trial_f1": round(100 * span_f1(voted, trial["spans"]), 2),
-                     **{f"trial_f1_{k}": v for k, v in _ci(trial_items["ensemble"]).items()},
+                     **ci_columns("trial_f1", trial_items["ensemble"]),
                      "empty_before": count_empty(ens["ungated"], golds)["empty_pred"],
                      "empty_after": count_empty(ens["preds"], golds)["empty_pred"],
                      "train_s": round(sum(r["train_s"] for r in rows if r["member"] in voters), 1)})
         trial_preds["ensemble"] = voted
     for r in rows:
-        r.update({f"cv_f1_{k}": v for k, v in _ci(cv_items[r["member"]]).items()})
+        r.update(ci_columns("cv_f1", cv_items[r["member"]]))
     if test is not None:
+        test_items = {}
         for r in rows:
             who = None if r["member"] == "ensemble" else [r["member"]]
             pred = SpanPredictor(run.path, who).predict_spans(test["text"])
-            r["test_f1"] = round(100 * span_f1(pred, test["spans"]), 2)
-    _per_item(run, "char_f1", [f"trial:{i}" for i in range(len(trial["text"]))], trial_items)
-    _per_item(run, "cv_char_f1", [f"train:{i}" for i in sub], cv_items)
+            cols, per = f1_columns(pred, test["spans"], "test_f1")
+            r.update(cols)
+            test_items[r["member"]] = per["test_f1"]
+        write_per_item(run.artifacts, "test_char_f1", [f"test:{i}" for i in range(len(test["text"]))], test_items)
+    write_per_item(run.artifacts, "char_f1", [f"trial:{i}" for i in range(len(trial["text"]))], trial_items)
+    write_per_item(run.artifacts, "cv_char_f1", [f"train:{i}" for i in sub], cv_items)
     single = [r["member"] for r in rows if r["member"] != "ensemble"]
     best_cv = max(single, key=lambda n: sel[n]["cv_f1"])
-    claims = ([{"on": "trial", **_claim(trial_items, "ensemble", best_cv)},
-               {"on": "cv", **_claim(cv_items, "ensemble", best_cv)}] if "ensemble" in trial_items else [])
+    claims = ([{"on": "trial", **vote_claim(trial_items, "ensemble", best_cv)},
+               {"on": "cv", **vote_claim(cv_items, "ensemble", best_cv)}] if "ensemble" in trial_items else [])
     run.write_artifact_json("trial_predictions.json", {"members": single, "voters": voters,
                                                        "preds": [trial_preds[n] for n in single],
                                                        "ensemble": trial_preds.get("ensemble")})

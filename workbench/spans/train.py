@@ -460,34 +460,43 @@ def run_spans(cfg: SpansConfig) -> RunDir:
     if cfg.cv_folds:
         from workbench.spans.cv import run_cv
         return run_cv(cfg, run, train, trial, test)
-    rows, trial_preds, test_preds = [], {}, {}
+    from workbench.spans.report import f1_columns, vote_claim, write_per_item
+    rows, trial_preds, test_preds, items = [], {}, {}, {"trial": {}, "test": {}}
     for name, encoder, head, crf, seed in member_names(cfg):
         m = train_member(cfg, head, crf, train, trial, run.artifacts / "members" / name, seed, encoder)
         trial_preds[name] = m["trial_pred"]
-        words = [extend_to_words(t, p) for t, p in zip(trial["text"], m["trial_pred"], strict=True)]
-        row = {"member": name, "encoder": encoder, "head": head, "crf": crf, "seed": seed, "trial_f1": round(100 * m["trial_f1"], 2),
-               "trial_f1_words": round(100 * span_f1(words, trial["spans"]), 2), "train_s": round(m["train_s"], 1)}
+        cols, per = f1_columns(m["trial_pred"], trial["spans"], "trial_f1", trial["text"])
+        items["trial"][name] = per["trial_f1"]
+        row = {"member": name, "encoder": encoder, "head": head, "crf": crf, "seed": seed, **cols,
+               "train_s": round(m["train_s"], 1)}
         if test is not None:
             test_preds[name] = SpanPredictor(run.path, [name]).predict_spans(test["text"])
-            row["test_f1"] = round(100 * span_f1(test_preds[name], test["spans"]), 2)
+            cols, per = f1_columns(test_preds[name], test["spans"], "test_f1")
+            row, items["test"][name] = {**row, **cols}, per["test_f1"]
         rows.append(row)
     voters = list(cfg.ensemble_members or trial_preds)
     if cfg.ensemble and len(voters) > 1:
         voted = vote_posts([trial_preds[n] for n in voters], cfg.min_votes)
-        words = [extend_to_words(t, p) for t, p in zip(trial["text"], voted, strict=True)]
+        cols, per = f1_columns(voted, trial["spans"], "trial_f1", trial["text"])
+        items["trial"]["ensemble"] = per["trial_f1"]
         row = {"member": "ensemble", "encoder": None, "head": "vote of " + ", ".join(voters), "crf": None,
-               "seed": None,
-               "trial_f1": round(100 * span_f1(voted, trial["spans"]), 2),
-               "trial_f1_words": round(100 * span_f1(words, trial["spans"]), 2),
-               "train_s": round(sum(r["train_s"] for r in rows if r["member"] in voters), 1)}
+               "seed": None, **cols, "train_s": round(sum(r["train_s"] for r in rows if r["member"] in voters), 1)}
         if test is not None:
-            row["test_f1"] = round(100 * span_f1(vote_posts([test_preds[n] for n in voters], cfg.min_votes),
-                                                 test["spans"]), 2)
+            voted = vote_posts([test_preds[n] for n in voters], cfg.min_votes)
+            cols, per = f1_columns(voted, test["spans"], "test_f1")
+            row, items["test"]["ensemble"] = {**row, **cols}, per["test_f1"]
         rows.append(row)
     run.write_artifact_json("trial_predictions.json", {"members": list(trial_preds), "voters": voters,
                                                        "preds": list(trial_preds.values())})
+    write_per_item(run.artifacts, "char_f1", [f"trial:{i}" for i in range(len(trial["text"]))], items["trial"])
+    if test is not None:
+        write_per_item(run.artifacts, "test_char_f1", [f"test:{i}" for i in range(len(test["text"]))], items["test"])
     best = max(rows, key=lambda r: r["trial_f1"])
+    single = max((r for r in rows if r["member"] != "ensemble"), key=lambda r: r["trial_f1"])
+    claims = ([{"on": "trial", **vote_claim(items["trial"], "ensemble", single["member"]),
+                "note": "checkpoints selected on trial: every row is optimistic"}]
+              if "ensemble" in items["trial"] else [])
     run.finish({"table": rows, "best_member": best["member"], "best_trial_f1": best["trial_f1"], "voters": voters,
-                "min_votes": cfg.min_votes,
+                "min_votes": cfg.min_votes, "claims": claims,
                 "n_train": len(train["text"]), "n_trial": len(trial["text"])})
     return run
