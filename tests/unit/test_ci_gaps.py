@@ -84,3 +84,98 @@ def test_spans_trial_path_rows_carry_ci_and_per_item(tmp_path):
     trial_claim = run_claims("toxic_spans", run.path)[0]
     assert trial_claim.verdict in stats.VERDICTS and trial_claim.n == 8
     assert not math.isnan(trial_claim.estimate.lo)
+
+
+# --- FuseChat evaluation table -----------------------------------------------------------------
+def _fuse(group, ce, tokens, chars, ratings):
+    """ratings: {(question, turn): rating}."""
+    return {"group": group,
+            "heldout": {"per_dialogue": [{"nll_sum": c * t, "n_tokens": t, "chars": ch}
+                                         for c, t, ch in zip(ce, tokens, chars, strict=True)]},
+            "mtbench": {"ratings": [{"question_id": q, "turn": t, "rating": r}
+                                    for (q, t), r in ratings.items()]}}
+
+
+def _fuse_table(results):
+    from workbench.fusion.train.evaluate import fusechat_table
+
+    for r in results.values():  # the summary numbers fusechat_table reads
+        per = r["heldout"]["per_dialogue"]
+        nll, tok = sum(p["nll_sum"] for p in per), sum(p["n_tokens"] for p in per)
+        r["heldout"].update(ce=nll / tok, ppl=math.exp(nll / tok),
+                            nll_per_char=nll / sum(p["chars"] for p in per))
+        rs = r["mtbench"]["ratings"]
+        r["mtbench"].update(score=np.mean([x["rating"] for x in rs]),
+                            turn1=np.mean([x["rating"] for x in rs if x["turn"] == 1]),
+                            turn2=np.mean([x["rating"] for x in rs if x["turn"] == 2]))
+        r["params_m"] = 1.0
+    return fusechat_table(results)
+
+
+def test_fusechat_rows_carry_cis_for_every_metric(tmp_path):
+    from workbench.fusion.train.report import evaluation_report
+
+    tokens, chars = [10, 20, 30, 40], [40, 90, 100, 170]
+    q = {(81, 1): 6, (81, 2): 5, (82, 1): 8, (82, 2): 6, (83, 1): 7, (83, 2): None}
+    results = {
+        "pivot": _fuse("pivot", [2.0, 2.2, 2.4, 2.1], tokens, chars, {**q, (83, 2): 4}),
+        "SFT": _fuse("baseline", [1.9, 2.1, 2.2, 2.0], tokens, chars, {**q, (83, 2): 5}),
+        "T": _fuse("target", [1.8, 2.0, 2.0, 1.9], tokens, chars, {**q, (81, 1): 9, (83, 2): 7}),
+    }
+    results["T"]["mtbench"]["ratings"] = [x for x in results["T"]["mtbench"]["ratings"]
+                                          if x["rating"] is not None]
+    table = _fuse_table(results)
+    evaluation_report(tmp_path, results, ["a", "b", "c", "d"], table)
+    by = {r["model"]: r for r in table}
+    t = by["T"]
+    # judge turns: per-question t interval (3 questions per turn), n stated
+    t1 = stats.item_ci([9, 8, 7])
+    assert t["judge_t1"] == pytest.approx(8.0) and t["judge_t1_n"] == 3
+    assert (t["judge_t1_lo"], t["judge_t1_hi"]) == pytest.approx((t1.lo, t1.hi))
+    assert t["judge_t2_n"] == 3 and t["judge_t2_lo"] < t["judge_t2"] < t["judge_t2_hi"]
+    # ppl = exp(CE): the interval is exp of the CE interval
+    assert t["heldout_ppl"] == pytest.approx(math.exp(t["heldout_ce"]))
+    assert t["heldout_ppl_lo"] == pytest.approx(math.exp(t["heldout_ce_lo"]))
+    assert t["heldout_ppl_hi"] == pytest.approx(math.exp(t["heldout_ce_hi"]))
+    assert t["heldout_ppl_lo"] <= t["heldout_ppl"] <= t["heldout_ppl_hi"] and t["n"] == 4
+    # nll per char: char-weighted bootstrap over dialogues; value = sum NLL / sum chars
+    assert t["nll_per_char_n"] == 4 and t["nll_per_char_lo"] <= t["nll_per_char"] <= t["nll_per_char_hi"]
+    pc = json.loads((tmp_path / "per_item" / "nll_per_char.json").read_text())
+    assert pc["weights"] == chars and pc["values"]["T"][0] == pytest.approx(1.8 * 10 / 40)
+    assert np.dot(pc["values"]["T"], chars) / sum(chars) == pytest.approx(t["nll_per_char"])
+    # relative columns vs SFT: paired differences in percent of SFT's value
+    assert t["ce_vs_sft_pct_lo"] <= t["ce_vs_sft_pct"] <= t["ce_vs_sft_pct_hi"] < 0
+    assert t["judge_vs_sft_pct_n"] == 3
+    assert t["judge_vs_sft_pct_lo"] <= t["judge_vs_sft_pct"] + 1e-9
+    assert by["pivot"]["ce_vs_sft_pct"] is None and "ce_vs_sft_pct_lo" not in by["pivot"]
+
+
+def test_fusechat_one_question_states_n_without_interval(tmp_path):
+    from workbench.fusion.train.report import evaluation_report
+    from workbench.report.tables import display_rows
+
+    q = {(81, 1): 6, (81, 2): 5}
+    results = {"pivot": _fuse("pivot", [2.0, 2.2], [10, 20], [30, 60], q),
+               "SFT": _fuse("baseline", [1.9, 2.1], [10, 20], [30, 60], {(81, 1): 7, (81, 2): 5})}
+    table = _fuse_table(results)
+    evaluation_report(tmp_path, results, ["a", "b"], table)
+    sft = {r["model"]: r for r in table}["SFT"]
+    assert sft["judge_t1_n"] == sft["judge_t2_n"] == sft["judge_n"] == 1
+    assert sft["judge_t1_lo"] is None or math.isnan(sft["judge_t1_lo"])
+    shown = {r["model"]: r for r in display_rows(table)}["SFT"]
+    assert shown["judge_t1"] == "7.00" and shown["judge_t1_n"] == "1"  # n shown, no fake interval
+
+
+def test_fusechat_results_without_chars_keep_working(tmp_path):
+    from workbench.fusion.train.report import evaluation_report
+
+    q = {(81, 1): 6, (81, 2): 5, (82, 1): 6, (82, 2): 5}
+    results = {"pivot": _fuse("pivot", [2.0, 2.2], [10, 20], [30, 60], q),
+               "SFT": _fuse("baseline", [1.9, 2.1], [10, 20], [30, 60], q)}
+    table = _fuse_table(results)
+    for r in results.values():  # evaluated before per-dialogue chars were recorded
+        for p in r["heldout"]["per_dialogue"]:
+            del p["chars"]
+    evaluation_report(tmp_path, results, ["a", "b"], table)
+    assert not (tmp_path / "per_item" / "nll_per_char.json").exists()
+    assert "nll_per_char_lo" not in table[0] and table[0]["heldout_ce_lo"] is not None

@@ -46,7 +46,8 @@ def heldout_dialogues(cfg: Any, exclude_ids: set[str], tokenizers: Sequence[Any]
 
 
 def heldout_ce(model, tokenizer, dialogues: Sequence[Any], max_length: int) -> dict[str, Any]:
-    """Response CE of ``model`` on ``dialogues`` tokenised with its own ``tokenizer``."""
+    """Response CE of ``model`` on ``dialogues`` tokenised with its own ``tokenizer``; each
+    ``per_dialogue`` entry also holds the dialogue's assistant ``chars``."""
     from workbench.eval.heldout import response_ce
     from workbench.fusion.represent import tokenize_dialogue
 
@@ -54,9 +55,12 @@ def heldout_ce(model, tokenizer, dialogues: Sequence[Any], max_length: int) -> d
     for d in dialogues:
         ids, labels = tokenize_dialogue(d, tokenizer, max_length)
         examples.append({"input_ids": ids, "labels": labels})
-    chars = sum(b - a for d in dialogues for a, b in d.spans)
+    chars = [sum(b - a for a, b in d.spans) for d in dialogues]
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    return response_ce(model, examples, pad_token_id=pad, chars=chars)
+    out = response_ce(model, examples, pad_token_id=pad, chars=sum(chars))
+    for p, c in zip(out["per_dialogue"], chars, strict=True):
+        p["chars"] = c  # assistant characters: per-dialogue NLL per char (a CI of nll_per_char)
+    return out
 
 
 def chat_generator(model, tokenizer, chat_template: str, max_new_tokens: int,

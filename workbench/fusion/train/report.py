@@ -68,6 +68,7 @@ def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None
             write_json(jf, {"model": label, "mtbench": mtbench_score(j, r["mtbench_answers"])})
         rescored[label] = {**r, "mtbench": read_json(jf)["mtbench"] if jf.exists() else {}}
     table = fusechat_table(rescored)
+    judge_cis(rescored, table)
     write_json(run_dir / "artifacts" / f"table-{tag}.json",
                {"judge": j.name, "mode": getattr(j, "mode", "generate"), "table": table})
     return table
@@ -76,9 +77,11 @@ def rejudge(run_dir: str | Path, *, judge: str = "auto", judge_model: str | None
 def seed_table(run_dirs: Sequence[str | Path], reference: str = "SFT",
                judgments: str | None = None) -> list[dict[str, Any]]:
     """One row per model over runs that differ only in the seed: held-out CE per seed, its mean
-    and spread, the paired CE difference to ``reference`` per seed (x 1e-4 nats, with SE), and
+    (with a t interval over the seeds, ``n_seeds``) and spread, the paired CE difference to ``reference`` per seed (x 1e-4 nats, with SE), and
     the judge and zero-shot averages per seed. ``judgments``: take the judge scores from
     ``artifacts/judgments-<judgments>/`` (written by :func:`rejudge`) instead of the run's own."""
+    from workbench.eval.stats import mean_ci
+
     per_run = [read_json(Path(d) / "metrics.json") for d in run_dirs]
     evals = []
     for d in run_dirs:
@@ -99,9 +102,13 @@ def seed_table(run_dirs: Sequence[str | Path], reference: str = "SFT",
         if not all(label in e for e in evals):
             continue
         ces = [e[label]["heldout"]["ce"] for e in evals]
+        m = mean_ci(ces)  # t interval over seeds (seed-to-seed spread)
         row: dict[str, Any] = {"model": label, "group": evals[0][label]["group"],
                                "ce": [round(c, 5) for c in ces],
                                "ce_mean": round(sum(ces) / len(ces), 5),
+                               **{f"ce_mean_{k}": (round(v, 5) if math.isfinite(v) else None)
+                                  for k, v in (("lo", m.lo), ("hi", m.hi), ("stderr", m.stderr))},
+                               "n_seeds": m.n,
                                "ce_spread": round(max(ces) - min(ces), 5)}
         if all(reference in e for e in evals):
             pd = [paired_ce_diff(e[label]["heldout"], e[reference]["heldout"]) for e in evals]
@@ -149,6 +156,63 @@ def comparison_pairs(results: dict[str, dict[str, Any]], reference: str = "SFT"
     return list(dict.fromkeys(pairs))
 
 
+def _judge_items(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str, float]],
+                                                               dict[str, dict[int, list[float]]]]:
+    """Per model: {question: mean rating over its turns} and {turn: parsed ratings}."""
+    judge, turns = {}, {}
+    for k, r in results.items():
+        by_q: dict[str, list[float]] = {}
+        by_t: dict[int, list[float]] = {}
+        for x in (r.get("mtbench") or {}).get("ratings") or []:
+            if x.get("rating") is not None:
+                by_q.setdefault(str(x["question_id"]), []).append(float(x["rating"]))
+                by_t.setdefault(int(x.get("turn") or 0), []).append(float(x["rating"]))
+        if by_q:
+            judge[k] = {q: sum(v) / len(v) for q, v in by_q.items()}
+            turns[k] = by_t
+    return judge, turns
+
+
+def _cols(prefix: str, e: Any, n_key: str | None = None) -> dict[str, Any]:
+    out = {f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi, f"{prefix}_stderr": e.stderr}
+    return {**out, n_key: e.n} if n_key else out
+
+
+def _relative(e: Any, ref_mean: float) -> Any:
+    """A difference ``a - ref`` as percent of the reference's mean (the mean taken as fixed)."""
+    from workbench.eval.stats import Estimate
+
+    f = 100.0 / ref_mean
+    return Estimate(e.value * f, e.lo * f, e.hi * f, e.n, e.stderr * abs(f), e.method)
+
+
+def judge_cis(results: dict[str, dict[str, Any]], table: list[dict[str, Any]],
+              reference: str = "SFT") -> tuple[list[str], dict[str, dict[str, float]]]:
+    """Add the judge columns' 95 % CIs to ``table`` (in place): ``judge_t1``/``judge_t2`` over
+    the model's rated questions of that turn (``judge_t1_n``...), ``judge_avg`` over the questions
+    every model has a rating for (per-question mean of its turns; ``judge_n``) and
+    ``judge_vs_<ref>_pct`` (paired over those questions, in percent of the reference's mean).
+    ``workbench.eval.stats.item_ci`` / ``paired_item_ci``: a t interval under 20 questions, a
+    bootstrap from 20 on; one question: n stated, no interval. Returns (question ids, scores)."""
+    from workbench.eval.stats import item_ci, paired_item_ci
+
+    judge, turns = _judge_items(results)
+    qids = sorted(set.intersection(*(set(v) for v in judge.values())), key=str) if judge else []
+    rel = f"judge_vs_{reference.lower()}_pct"
+    for row in table:
+        k = row["model"]
+        for t in (1, 2):
+            if turns.get(k, {}).get(t):
+                row.update(_cols(f"judge_t{t}", item_ci(turns[k][t]), f"judge_t{t}_n"))
+        if k in judge and qids:
+            row.update(_cols("judge_avg", item_ci([judge[k][q] for q in qids]), "judge_n"))
+            ref = [judge[reference][q] for q in qids] if reference in judge else []
+            if row.get(rel) is not None and ref and sum(ref) > 0:
+                d = paired_item_ci([judge[k][q] for q in qids], ref)
+                row.update(_cols(rel, _relative(d, sum(ref) / len(ref)), f"{rel}_n"))
+    return qids, judge
+
+
 def evaluation_report(artifacts: Path, results: dict[str, dict[str, Any]],
                       dialogue_ids: Sequence[str], table: list[dict[str, Any]],
                       reference: str = "SFT") -> list[dict[str, Any]]:
@@ -159,16 +223,23 @@ def evaluation_report(artifacts: Path, results: dict[str, dict[str, Any]],
       model, plus ``weights`` = assistant tokens per dialogue in the pivot's tokenisation; the
       token-weighted mean of a row is its ``heldout_ce``. Dialogues without an assistant token
       in some model's tokenisation are left out.
+    - ``per_item/nll_per_char.json``: per-dialogue NLL per assistant character, ``weights`` =
+      characters (the same for every tokenizer); when the results record ``chars``.
     - ``per_item/mtbench_judge.json``: per question, the mean of its turns' judge ratings.
     - table rows: ``heldout_ce_lo/_hi/_stderr`` (bootstrap over dialogues of the token-weighted
-      mean), ``n`` dialogues; ``judge_avg_lo/_hi/_stderr`` and ``judge_n`` questions.
+      mean, the row's own token counts), ``n`` dialogues; ``heldout_ppl_lo/_hi`` = exp of the CE
+      bounds (``_stderr`` by the delta method, ppl x CE stderr); ``nll_per_char_lo/_hi/_stderr``
+      (bootstrap over dialogues, char-weighted) and ``nll_per_char_n``; ``ce_vs_<ref>_pct_lo/_hi``
+      (paired bootstrap of the CE difference, in percent of the reference's CE); the judge
+      columns as :func:`judge_cis`.
     - comparisons: ``a - b`` of the token-weighted held-out CE (paired bootstrap over dialogues,
-      weights = tokens) and of the per-question judge score, each with its verdict for the claim
-      "a is better" (CE: less; judge: greater).
+      weights = tokens) and of the per-question judge score (``paired_item_ci``: paired t under
+      20 questions, as the report's claims), each with its verdict for the claim "a is better"
+      (CE: less; judge: greater).
     """
     import numpy as np
 
-    from workbench.eval.stats import paired_bootstrap_ci, verdict
+    from workbench.eval.stats import paired_bootstrap_ci, paired_item_ci, verdict
 
     ce = {k: _ce_items(r["heldout"]) for k, r in results.items() if r.get("heldout")}
     if not ce:
@@ -183,31 +254,36 @@ def evaluation_report(artifacts: Path, results: dict[str, dict[str, Any]],
                 "ids": [str(dialogue_ids[i]) for i in keep], "values": values,
                 "weights": weights.tolist(),
                 "note": "per-dialogue response CE; rows are token-weighted means (weights)"})
-    judge = {}
-    for k, r in results.items():
-        ratings = (r.get("mtbench") or {}).get("ratings") or []
-        by_q: dict[str, list[float]] = {}
-        for x in ratings:
-            if x.get("rating") is not None:
-                by_q.setdefault(str(x["question_id"]), []).append(float(x["rating"]))
-        if by_q:
-            judge[k] = {q: sum(v) / len(v) for q, v in by_q.items()}
-    qids = sorted(set.intersection(*(set(v) for v in judge.values())), key=str) if judge else []
+    per_char = _per_char_items(results, dialogue_ids)
+    if per_char is not None:
+        write_json(artifacts / "per_item" / "nll_per_char.json",
+                   {"metric": "nll_per_char", "higher_is_better": False, "unit": "nats/char",
+                    **per_char, "note": "per-dialogue NLL per assistant character; rows are "
+                                        "char-weighted means (weights)"})
+    qids, judge = judge_cis(results, table, reference)
     if qids:
         write_json(artifacts / "per_item" / "mtbench_judge.json",
                    {"metric": "mtbench_judge", "higher_is_better": True, "unit": "rating 1-10",
                     "ids": qids, "values": {k: [v[q] for q in qids] for k, v in judge.items()}})
     zero = np.zeros(len(keep))
+    rel = f"ce_vs_{reference.lower()}_pct"
     for row in table:
         k = row["model"]
-        if k in values and k in same_tokens:
-            e = paired_bootstrap_ci(values[k], zero, weights=weights)
-            row.update(heldout_ce_lo=e.lo, heldout_ce_hi=e.hi, heldout_ce_stderr=e.stderr,
-                       n=e.n)
-        if k in judge and qids:
-            e = paired_bootstrap_ci([judge[k][q] for q in qids], np.zeros(len(qids)))
-            row.update(judge_avg_lo=e.lo, judge_avg_hi=e.hi, judge_avg_stderr=e.stderr,
-                       judge_n=e.n)
+        if k in values and keep:
+            own = np.array([ce[k][1][i] for i in keep], dtype=float)
+            e = paired_bootstrap_ci(values[k], zero, weights=weights if k in same_tokens else own)
+            row.update(_cols("heldout_ce", e), n=e.n)
+            row.update(heldout_ppl_lo=math.exp(e.lo) if math.isfinite(e.lo) else None,
+                       heldout_ppl_hi=math.exp(e.hi) if math.isfinite(e.hi) else None,
+                       heldout_ppl_stderr=math.exp(e.value) * e.stderr)
+            if row.get(rel) is not None and k in same_tokens and reference in same_tokens:
+                d = paired_bootstrap_ci(values[k], values[reference], weights=weights)
+                ref_ce = float(np.dot(values[reference], weights) / weights.sum())
+                row.update(_cols(rel, _relative(d, ref_ce)))
+        if per_char is not None and k in per_char["values"]:
+            w = per_char["weights"]
+            e = paired_bootstrap_ci(per_char["values"][k], np.zeros(len(w)), weights=w)
+            row.update(_cols("nll_per_char", e, "nll_per_char_n"))
     out = []
     for a, b in comparison_pairs(results, reference):
         row: dict[str, Any] = {"a": a, "b": b}
@@ -216,11 +292,28 @@ def evaluation_report(artifacts: Path, results: dict[str, dict[str, Any]],
             row.update(ce_diff=e.value, ce_diff_lo=e.lo, ce_diff_hi=e.hi, ce_diff_stderr=e.stderr,
                        n=e.n, ce_verdict=verdict(e, "less"))
         if a in judge and b in judge and qids:
-            e = paired_bootstrap_ci([judge[a][q] for q in qids], [judge[b][q] for q in qids])
+            e = paired_item_ci([judge[a][q] for q in qids], [judge[b][q] for q in qids])
             row.update(judge_diff=e.value, judge_diff_lo=e.lo, judge_diff_hi=e.hi,
-                       judge_n=e.n, judge_verdict=verdict(e, "greater"))
+                       judge_diff_stderr=e.stderr, judge_n=e.n,
+                       judge_verdict=verdict(e, "greater"))
         out.append(row)
     return out
+
+
+def _per_char_items(results: dict[str, dict[str, Any]], dialogue_ids: Sequence[str]
+                    ) -> dict[str, Any] | None:
+    """{ids, values, weights} of per-dialogue NLL per character (dialogues with characters),
+    or None when a result lacks ``chars`` (evaluated before they were recorded)."""
+    per = {k: r["heldout"]["per_dialogue"] for k, r in results.items() if r.get("heldout")}
+    chars = [[p.get("chars") for p in v] for v in per.values()]
+    if not chars or any(None in c or c != chars[0] for c in chars):
+        return None
+    keep = [i for i, c in enumerate(chars[0]) if c and c > 0]
+    if not keep:
+        return None
+    return {"ids": [str(dialogue_ids[i]) for i in keep],
+            "values": {k: [v[i]["nll_sum"] / v[i]["chars"] for i in keep] for k, v in per.items()},
+            "weights": [float(chars[0][i]) for i in keep]}
 
 
 # ---- the training stages' loss summary on one fixed held-out batch ------------------------------
