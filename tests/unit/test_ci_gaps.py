@@ -179,3 +179,37 @@ def test_fusechat_results_without_chars_keep_working(tmp_path):
     evaluation_report(tmp_path, results, ["a", "b"], table)
     assert not (tmp_path / "per_item" / "nll_per_char.json").exists()
     assert "nll_per_char_lo" not in table[0] and table[0]["heldout_ce_lo"] is not None
+
+
+def test_fixed_batch_ce_before_after_delta_cis():
+    from workbench.fusion.train.report import _batch_cis, batch_columns
+
+    before = [[20.0, 10], [44.0, 20], [63.0, 30]]  # CE 2.0, 2.2, 2.1 per dialogue
+    after = [[19.0, 10], [42.0, 20], [60.0, 30]]   # CE 1.9, 2.1, 2.0: -0.1 on each
+    fixed = {"batch": ["a", "b", "c"], "before": 127 / 60, "after": 121 / 60, "delta": -6 / 60,
+             **_batch_cis(before, after)}
+    cols = batch_columns(fixed)
+    assert cols["batch_n"] == 3 and cols["batch_ce_delta"] == pytest.approx(-0.1)
+    assert cols["batch_ce_delta_lo"] == pytest.approx(-0.1) == cols["batch_ce_delta_hi"]
+    assert cols["batch_ce_before_lo"] <= 127 / 60 <= cols["batch_ce_before_hi"]
+    assert cols["batch_ce_after_lo"] <= 121 / 60 <= cols["batch_ce_after_hi"]
+    # another tokenizer (token counts differ): no paired change, the rows' own CIs stay
+    other = _batch_cis(before, [[19.0, 11], [42.0, 20], [60.0, 30]])
+    assert other["delta_ci"] is None and other["after_ci"]["n"] == 3
+    # a cache written before per-dialogue scores were kept: n from the batch, no interval
+    old = batch_columns({"batch": ["a", "b"], "before": 2.0, "after": 1.9, "delta": -0.1,
+                         **_batch_cis(None, None)})
+    assert old["batch_n"] == 2 and "batch_ce_delta_lo" not in old
+
+
+# --- report: scalar metrics ----------------------------------------------------------------------
+def test_report_scalars_fold_their_ci_and_keep_n():
+    from workbench.report.page import scalar_rows
+
+    rows = scalar_rows({"table": [{"x": 1}], "best_member": "ensemble", "best_trial_f1": 63.14,
+                        "best_trial_f1_lo": 59.2, "best_trial_f1_hi": 67.03,
+                        "best_trial_f1_n": 690, "n_trial": 690, "voters": ["a", "b"]})
+    shown = {r["key"]: r["value"] for r in rows}
+    assert shown["best_trial_f1"] == "63.14 [59.20, 67.03]" and shown["best_trial_f1_n"] == "690"
+    assert "best_trial_f1_lo" not in shown and "table" not in shown and "voters" not in shown
+    assert scalar_rows({"table": []}) == []

@@ -252,6 +252,12 @@ def column_bytes(ds: Any) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------
 # one model's representations
 # ------------------------------------------------------------------------------------------
+def _item_ci(values: list[float]) -> dict | None:
+    """95 % CI of a mean over dialogues (t under 20, bootstrap from 20 on), or None without any."""
+    from workbench.eval.stats import item_ci
+    return item_ci(values).to_dict() if values else None
+
+
 @dataclass
 class ReprStats:
     model: str
@@ -267,6 +273,7 @@ class ReprStats:
     shards_computed: int
     shards_reused: int
     head_path: str
+    mean_metric_ce_ci: dict | None = None  # stats.item_ci over dialogues (Estimate.to_dict())
 
 
 def _plan_shards(dialogues: Sequence[Dialogue], shard_size: int) -> list[list[int]]:
@@ -360,4 +367,4 @@ def compute_representations(model_name: str, dialogues: Sequence[Dialogue], out:
         topk_bytes_per_token=(cols["topk_ids"] + cols["topk_logits"]) / max(tokens, 1),
         column_bytes_per_token={c: b / max(tokens, 1) for c, b in cols.items()},
         seconds=time.time() - t0, shards_computed=len(todo), shards_reused=len(plan) - len(todo),
-        head_path=head_path or "reused")
+        head_path=head_path or "reused", mean_metric_ce_ci=_item_ci(mces))

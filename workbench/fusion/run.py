@@ -89,7 +89,10 @@ def stage_representations(ctx: FuseChatContext) -> dict[str, Any]:
             "repr_table": [
                 {"model": m, "role": "pivot" if m == cfg.pivot else "source",
                  "tokens": s["tokens"], "assistant_tokens": s["assistant_tokens"],
-                 "mean_metric_ce": s["mean_metric_ce"], "bytes_per_token": s["bytes_per_token"],
+                 "mean_metric_ce": s["mean_metric_ce"],
+                 **{f"mean_metric_ce_{k}": (s.get("mean_metric_ce_ci") or {}).get(k)
+                    for k in ("lo", "hi", "stderr")},
+                 "n": s["dialogues"], "bytes_per_token": s["bytes_per_token"],
                  "seconds": s["seconds"]} for m, s in stats.items()],
         },
     }

@@ -203,11 +203,23 @@ def run_section(paper: str, run_dir: Path, claims_out: list[dict[str, Any]],
         cfg = read_yaml(cfg_path) or {}
         keep = [{"field": k, "value": fmt_value(v)} for k, v in cfg.items()]
         parts.append(f"<details><summary>config</summary>{html_table(keep)}</details>")
-    scalars = [{"key": k, "value": fmt_value(v)} for k, v in metrics.items()
-               if k != "table" and not isinstance(v, dict | list)]
+    scalars = scalar_rows(metrics, anchors)
     if scalars:
         parts.append(f"<details><summary>other metrics</summary>{html_table(scalars)}</details>")
     return "\n".join(parts), gaps
+
+
+def scalar_rows(metrics: dict[str, Any], anchors: dict[str, Any] | None = None
+                ) -> list[dict[str, str]]:
+    """The run's scalar metrics as key/value rows; a scalar's ``<k>_lo``/``_hi``/``_stderr``
+    fold into its cell as in the tables ("63.1 [59.2, 67.0]"), its ``<k>_n`` stays a row."""
+    anchors = anchors or {}
+    scal = {k: v for k, v in metrics.items() if k != "table" and not isinstance(v, dict | list)}
+    if not scal:
+        return []
+    shown = display_rows([scal], anchors.get("percent") or [],
+                         anchors.get("percent_already") or [])[0]
+    return [{"key": k, "value": v} for k, v in shown.items()]
 
 
 def anchor_html(anchors: dict[str, Any]) -> str:

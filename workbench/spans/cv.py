@@ -207,6 +207,7 @@ def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
     best = max(rows, key=lambda r: r["cv_f1"])
     free = count_empty(golds, golds)["span_free"]
     run.finish({"table": rows, "best_member": best["member"], "best_trial_f1": best["trial_f1"],
+                **{f"best_{k}": best.get(k) for k in ("trial_f1_lo", "trial_f1_hi", "trial_f1_n")},
                 "best_cv_member": best_cv, "voters": voters,
                 "min_votes": ens["min_votes"] if ens else None, "tau_post": ens["tau_post"] if ens else 0.0,
                 "selection": f"{cfg.cv_folds}-fold CV on {len(sub)} train posts; trial = final check",

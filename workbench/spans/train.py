@@ -496,7 +496,8 @@ def run_spans(cfg: SpansConfig) -> RunDir:
     claims = ([{"on": "trial", **vote_claim(items["trial"], "ensemble", single["member"]),
                 "note": "checkpoints selected on trial: every row is optimistic"}]
               if "ensemble" in items["trial"] else [])
-    run.finish({"table": rows, "best_member": best["member"], "best_trial_f1": best["trial_f1"], "voters": voters,
+    run.finish({"table": rows, "best_member": best["member"], "best_trial_f1": best["trial_f1"],
+                **{f"best_{k}": best.get(k) for k in ("trial_f1_lo", "trial_f1_hi", "trial_f1_n")}, "voters": voters,
                 "min_votes": cfg.min_votes, "claims": claims,
                 "n_train": len(train["text"]), "n_trial": len(trial["text"])})
     return run

@@ -319,33 +319,79 @@ def _per_char_items(results: dict[str, dict[str, Any]], dialogue_ids: Sequence[s
 # ---- the training stages' loss summary on one fixed held-out batch ------------------------------
 def fixed_batch_losses(cfg: Any, paths: dict[str, str | Path], batch: Sequence[Any],
                        cache: Path) -> dict[str, dict[str, Any]]:
-    """``{name: {batch, before, after, delta}}``: response CE (nats per assistant token) of the
-    pivot (``before``) and of each trained model (``after``) on the same dialogues ``batch``.
-    Scores are cached in ``cache`` (JSON, keyed by model folder), so a resumed stage does not
-    score a model twice."""
+    """``{name: {batch, before, after, delta, before_ci, after_ci, delta_ci}}``: response CE
+    (nats per assistant token) of the pivot (``before``) and of each trained model (``after``)
+    on the same dialogues ``batch``; the ``*_ci`` are ``Estimate.to_dict()`` (bootstrap over the
+    batch's dialogues, token-weighted; ``delta`` paired), None for a cache without per-dialogue
+    scores. Scores are cached in ``cache`` (JSON, keyed by model folder), so a resumed stage does
+    not score a model twice."""
     from workbench.common.models import load_causal_lm
     from workbench.fusion.train.evaluate import heldout_ce, placement
 
     ids = [d.id for d in batch]
     done = read_json(cache) if cache.exists() else {}
     if done.get("ids") != ids:
-        done = {"ids": ids, "ce": {}}
+        done = {"ids": ids, "ce": {}, "per": {}}
 
     def score(path: str | Path) -> float:
         key = str(path)
         if key not in done["ce"]:
             model, tok = load_causal_lm(str(path), **placement(cfg))
-            done["ce"][key] = heldout_ce(model, tok, batch, cfg.max_length)["ce"]
+            res = heldout_ce(model, tok, batch, cfg.max_length)
+            done["ce"][key] = res["ce"]
+            done.setdefault("per", {})[key] = [[p["nll_sum"], p["n_tokens"]]
+                                               for p in res["per_dialogue"]]
             del model
             write_json(cache, done)
         return done["ce"][key]
 
     before = score(cfg.pivot)
+    per = done.get("per") or {}
     out = {}
     for name, path in paths.items():
         after = score(path)
-        out[name] = {"batch": ids, "before": before, "after": after, "delta": after - before}
+        out[name] = {"batch": ids, "before": before, "after": after, "delta": after - before,
+                     **_batch_cis(per.get(str(cfg.pivot)), per.get(str(path)))}
     return out
+
+
+def _batch_cis(before: list | None, after: list | None) -> dict[str, Any]:
+    """95 % CIs of the fixed batch's CE before / after and of the paired change (token-weighted
+    bootstrap over its dialogues, `workbench.eval.stats`)."""
+    import numpy as np
+
+    from workbench.eval.stats import paired_bootstrap_ci
+
+    none = {"before_ci": None, "after_ci": None, "delta_ci": None}
+    if not before or not after or len(before) != len(after):
+        return none
+    keep = [i for i, (b, a) in enumerate(zip(before, after, strict=True)) if b[1] > 0 and a[1] > 0]
+    if not keep:
+        return none
+    x = np.array([before[i][0] / before[i][1] for i in keep])
+    y = np.array([after[i][0] / after[i][1] for i in keep])
+    w, wa = np.array([before[i][1] for i in keep], float), np.array([after[i][1] for i in keep], float)
+    zero = np.zeros(len(keep))
+    out = {"before_ci": paired_bootstrap_ci(x, zero, weights=w).to_dict(),
+           "after_ci": paired_bootstrap_ci(y, zero, weights=wa).to_dict(), "delta_ci": None}
+    if np.array_equal(w, wa):  # the same tokenizer: a paired change per dialogue
+        out["delta_ci"] = paired_bootstrap_ci(y, x, weights=w).to_dict()
+    return out
+
+
+def batch_columns(fixed: dict[str, Any]) -> dict[str, Any]:
+    """Row columns of one :func:`fixed_batch_losses` entry: ``batch_ce_before``/``_after``/
+    ``_delta`` with ``_lo``/``_hi``/``_stderr`` and ``batch_n`` (dialogues)."""
+    cols: dict[str, Any] = {"batch_ce_before": fixed["before"], "batch_ce_after": fixed["after"],
+                            "batch_ce_delta": fixed["delta"]}
+    n = None
+    for part in ("before", "after", "delta"):
+        e = fixed.get(f"{part}_ci")
+        if e:
+            cols.update({f"batch_ce_{part}_{k}": e.get(k) for k in ("lo", "hi", "stderr")})
+            n = e.get("n")
+    cols["batch_n"] = n if n is not None else len(fixed.get("batch") or [])
+    return cols
 
 
 def loss_summary(ctx: Any, paths: dict[str, str | Path]) -> dict[str, dict[str, Any]]:

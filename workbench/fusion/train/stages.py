@@ -20,7 +20,7 @@ from workbench.common.rundir import barrier, is_main_process
 from workbench.fusion.context import Stage
 from workbench.fusion.train.evaluate import evaluate_models, fusechat_table, heldout_dialogues
 from workbench.fusion.train.merges import merge_targets, sce_matrix_weights
-from workbench.fusion.train.report import evaluation_report, loss_summary
+from workbench.fusion.train.report import batch_columns, evaluation_report, loss_summary
 from workbench.fusion.train.targets import (
     short_name,
     train_baselines,
@@ -72,8 +72,7 @@ def stage_targets(ctx) -> dict[str, Any]:
     fixed = loss_summary(ctx, paths)  # one held-out batch before / after (report.py)
     return {"targets": info, "metrics": {"target_train": [
         {"model": k, "steps": v["steps"], "first_loss": v["first_loss"],
-         "last_loss": v["last_loss"], "batch_ce_before": fixed[k]["before"],
-         "batch_ce_after": fixed[k]["after"], "source_chosen": v["source_chosen"],
+         "last_loss": v["last_loss"], **batch_columns(fixed[k]), "source_chosen": v["source_chosen"],
          "seconds": v["seconds"]} for k, v in info.items()]}}
 
 
@@ -84,8 +83,7 @@ def stage_baselines(ctx) -> dict[str, Any]:
                             _models_dir(ctx))
     info, fixed = train_summary(paths), loss_summary(ctx, paths)
     return {"baselines": info, "metrics": {"baseline_train": [
-        {"model": k, "steps": v["steps"], "batch_ce_before": fixed[k]["before"],
-         "batch_ce_after": fixed[k]["after"], "seconds": v["seconds"]}
+        {"model": k, "steps": v["steps"], **batch_columns(fixed[k]), "seconds": v["seconds"]}
         for k, v in info.items()]}}
 
 
