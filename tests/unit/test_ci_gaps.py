@@ -213,3 +213,24 @@ def test_report_scalars_fold_their_ci_and_keep_n():
     assert shown["best_trial_f1"] == "63.14 [59.20, 67.03]" and shown["best_trial_f1_n"] == "690"
     assert "best_trial_f1_lo" not in shown and "table" not in shown and "voters" not in shown
     assert scalar_rows({"table": []}) == []
+
+
+# --- SEFT: the share of answers identical to SFT's ------------------------------------------------
+def test_seft_same_answers_share_has_wilson_ci_and_shows_in_the_tab(tmp_path):
+    from workbench.common.io import write_json
+    from workbench.seft.app import _table_view
+    from workbench.seft.stages.evaluate import _same_columns
+
+    sft = {"eval": ["a", "b", "c"], "mtbench": [{"answers": ["d"]}]}
+    other = {"eval": ["a", "x", "c"], "mtbench": [{"answers": ["y"]}]}
+    cols = _same_columns(other, sft)
+    w = stats.proportion_ci(2, 4)
+    assert cols["same_answers_as_sft"] == 0.5 and cols["same_answers_as_sft_n"] == 4
+    assert (cols["same_answers_as_sft_lo"], cols["same_answers_as_sft_hi"]) == (w.lo, w.hi)
+    assert _same_columns(other, None) == {"same_answers_as_sft": None}
+    run = tmp_path / "seft" / "r1"
+    (run / "checkpoints" / "reviser_final").mkdir(parents=True)
+    write_json(run / "metrics.json", {"table": [{"model": "SFT", "judge_score": 3.0, **cols}]})
+    upd, _ = _table_view(str(run / "checkpoints" / "reviser_final"))
+    col = upd["headers"].index("same answers as SFT [95% CI]")
+    assert upd["value"][0][col].startswith("0.5 [") and "same answers as sft n" in upd["headers"]

@@ -105,7 +105,10 @@ def run_table(reviser_path: str | None) -> tuple[list[dict[str, Any]], str]:
         for k, label in PAPER_COLUMNS.items():
             if f"{k}_lo" in r and f"{k}_hi" in r:
                 row[f"{label}_lo"], row[f"{label}_hi"] = r[f"{k}_lo"], r[f"{k}_hi"]
-        for k in ("n_questions", "n_prompts", "n"):
+        if r.get("same_answers_as_sft_lo") is not None:  # Wilson CI over the answers
+            row["same answers as SFT_lo"] = r["same_answers_as_sft_lo"]
+            row["same answers as SFT_hi"] = r["same_answers_as_sft_hi"]
+        for k in ("n_questions", "n_prompts", "n", "same_answers_as_sft_n"):
             if k in r:
                 row[k.replace("_", " ")] = r[k]
     return rows, "\n".join(f"- {md_text(n)}" for n in notes)

@@ -53,6 +53,19 @@ def _same_share(ans: dict[str, Any], sft: dict[str, Any] | None) -> float | None
     return sum(x == y for x, y in zip(a, b, strict=True)) / len(a) if a else None
 
 
+def _same_columns(ans: dict[str, Any], sft: dict[str, Any] | None) -> dict[str, Any]:
+    """``same_answers_as_sft`` with its Wilson 95 % CI over the answers (``_n``)."""
+    from workbench.eval.stats import proportion_ci
+
+    share = _same_share(ans, sft)
+    if share is None:
+        return {"same_answers_as_sft": None}
+    a, b = _all_answers(ans), _all_answers(sft)
+    e = proportion_ci(sum(x == y for x, y in zip(a, b, strict=True)), len(a))
+    return {"same_answers_as_sft": share, "same_answers_as_sft_lo": e.lo,
+            "same_answers_as_sft_hi": e.hi, "same_answers_as_sft_n": e.n}
+
+
 def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
                   judge_prompts: dict | None = None, pairwise: bool = False
                   ) -> list[dict[str, Any]]:
@@ -89,7 +102,7 @@ def judge_answers(judge, answers: dict[str, dict[str, Any]], out_dir: Path, *,
                "n_loose": mt.get("n_loose", 0), "n_forced_ratings": mt.get("n_forced", 0),
                "n_forced": mt.get("n_forced", 0) + (wr or {}).get("n_forced", 0),
                "n_pair_errors": (wr or {}).get("error", 0),
-               "same_answers_as_sft": _same_share(ans, answers.get("SFT"))}
+               **_same_columns(ans, answers.get("SFT"))}
         if pairwise:
             pw = j.get("mtbench_pairwise")
             row["mtbench_win_rate_vs_sft"] = (0.5 if name == "SFT" else None) if pw is None \
