@@ -234,3 +234,26 @@ def test_seft_same_answers_share_has_wilson_ci_and_shows_in_the_tab(tmp_path):
     upd, _ = _table_view(str(run / "checkpoints" / "reviser_final"))
     col = upd["headers"].index("same answers as SFT [95% CI]")
     assert upd["value"][0][col].startswith("0.5 [") and "same answers as sft n" in upd["headers"]
+
+
+def test_seft_round_and_reviser_heldout_shares_have_cis():
+    from workbench.seft.inference import _discrimination_cis
+    from workbench.seft.reviser_data import ParsedRevision, summarize_revisions
+
+    parsed = [ParsedRevision("REVISE", "abcd", False), ParsedRevision("KEEP", "ab", False),
+              ParsedRevision("KEEP", "abc", True), ParsedRevision("KEEP", "abcdef", False)]
+    s = summarize_revisions(parsed, "REVISE")
+    w = stats.proportion_ci(1, 4)
+    assert (s["share_revised_lo"], s["share_revised_hi"]) == (w.lo, w.hi) and s["n"] == 4
+    assert (s["share_malformed_lo"], s["share_malformed_hi"]) == (w.lo, w.hi)
+    t = stats.mean_ci([4, 2, 3, 6])
+    assert (s["mean_length_lo"], s["mean_length_hi"]) == (t.lo, t.hi)
+    rej, cho = [1.0, 0.5, -0.2, 2.0], [-1.0, 0.1, -0.5, 1.0]
+    ci = _discrimination_cis(rej, cho)
+    r = stats.proportion_ci(3, 4)
+    assert (ci["share_revise_rejected_lo"], ci["share_revise_rejected_hi"]) == (r.lo, r.hi)
+    assert (ci["pairwise_accuracy_lo"], ci["pairwise_accuracy_hi"]) == \
+        (stats.proportion_ci(4, 4).lo, 1.0)
+    d = stats.mean_ci([1.0, 0.5, 0.5, 0.5])  # per pair: (rejected -> REVISE + chosen -> KEEP) / 2
+    assert (ci["decision_accuracy_lo"], ci["decision_accuracy_hi"]) == (d.lo, d.hi)
+    assert ci["mean_margin_chosen_lo"] == stats.mean_ci(cho).lo

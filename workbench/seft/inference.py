@@ -229,12 +229,27 @@ def reviser_discrimination(reviser, tokenizer, pairs: list[dict[str, str]], *,
     cho = decision_margins(reviser, tokenizer, prompts, [p["chosen_response"] for p in pairs],
                            max_input_tokens=max_input_tokens, batch_size=batch_size)
     n = len(pairs)
-    return {"n_pairs": n,
-            "share_revise_rejected": sum(m > 0 for m in rej) / n,
-            "share_revise_chosen": sum(m > 0 for m in cho) / n,
-            "decision_accuracy": (sum(m > 0 for m in rej) + sum(m <= 0 for m in cho)) / (2 * n),
-            "pairwise_accuracy": sum(a > b for a, b in zip(rej, cho, strict=True)) / n,
-            "mean_margin_rejected": sum(rej) / n, "mean_margin_chosen": sum(cho) / n}
+    out = {"n_pairs": n,
+           "share_revise_rejected": sum(m > 0 for m in rej) / n,
+           "share_revise_chosen": sum(m > 0 for m in cho) / n,
+           "decision_accuracy": (sum(m > 0 for m in rej) + sum(m <= 0 for m in cho)) / (2 * n),
+           "pairwise_accuracy": sum(a > b for a, b in zip(rej, cho, strict=True)) / n,
+           "mean_margin_rejected": sum(rej) / n, "mean_margin_chosen": sum(cho) / n}
+    return {**out, **_discrimination_cis(rej, cho)}
+
+
+def _discrimination_cis(rej: list[float], cho: list[float]) -> dict[str, float]:
+    """95 % CIs over the pairs: Wilson for the shares, t / bootstrap (``stats.item_ci``) for the
+    per-pair decision accuracy and the mean margins."""
+    from workbench.eval.stats import item_ci, proportion_ci
+
+    n = len(rej)
+    est = {"share_revise_rejected": proportion_ci(sum(m > 0 for m in rej), n),
+           "share_revise_chosen": proportion_ci(sum(m > 0 for m in cho), n),
+           "decision_accuracy": item_ci([((a > 0) + (b <= 0)) / 2 for a, b in zip(rej, cho, strict=True)]),
+           "pairwise_accuracy": proportion_ci(sum(a > b for a, b in zip(rej, cho, strict=True)), n),
+           "mean_margin_rejected": item_ci(rej), "mean_margin_chosen": item_ci(cho)}
+    return {f"{k}_{p}": getattr(e, p) for k, e in est.items() for p in ("lo", "hi")}
 
 
 def sample_and_revise(policy, policy_tok, reviser, reviser_tok, prompts: list[str], *,

@@ -194,14 +194,22 @@ def parse_reviser_output(text: str | None, original: str, keep_token: str = KEEP
 
 
 def summarize_revisions(parsed: list[ParsedRevision], revise_token: str = REVISE) -> dict[str, Any]:
-    """Per-round stats: share revised, share malformed, counts, mean response length (chars)."""
+    """Per-round stats: share revised, share malformed (Wilson 95 % CIs), counts, mean response
+    length (chars; t / bootstrap CI over responses)."""
     n = len(parsed)
     n_rev = sum(p.decision == revise_token for p in parsed)
     n_bad = sum(p.malformed for p in parsed)
+    from workbench.eval.stats import item_ci, proportion_ci
+
+    rev, bad = proportion_ci(n_rev, n), proportion_ci(n_bad, n)  # Wilson 95 % CIs
+    length = item_ci([len(p.response) for p in parsed])
     return {
         "n": n, "n_revised": n_rev, "n_malformed": n_bad,
         "share_revised": (n_rev / n) if n else float("nan"),
+        "share_revised_lo": rev.lo, "share_revised_hi": rev.hi,
         "share_malformed": (n_bad / n) if n else float("nan"),
+        "share_malformed_lo": bad.lo, "share_malformed_hi": bad.hi,
         "mean_length": (sum(len(p.response) for p in parsed) / n) if n else float("nan"),
+        "mean_length_lo": length.lo, "mean_length_hi": length.hi,
         "never_revised": n > 0 and n_rev == 0,
     }
