@@ -81,3 +81,23 @@ def test_train_args_validation():
         TrainArgs(model="tiny:llama", fuse_loss="mse")
     with pytest.raises(ValueError, match="batch_size"):
         TrainArgs(model="tiny:llama", batch_size=0)
+
+
+@pytest.mark.slow  # ~3 s alone
+def test_no_resume_checkpoint_is_written_at_the_last_step(reps, tmp_path, monkeypatch):
+    """The final model is saved right after the last step and the resume checkpoints are then
+    deleted, so Trainer's own end-of-training checkpoint (weights + optimizer state) is skipped;
+    periodic ones are still written."""
+    from transformers import Trainer
+
+    saved = []
+    real = Trainer._save_checkpoint
+    monkeypatch.setattr(Trainer, "_save_checkpoint",
+                        lambda self, *a, **k: (saved.append(self.state.global_step),
+                                               real(self, *a, **k))[1])
+    pivot, src = reps
+    args = TrainArgs(model="tiny:llama", lr=1e-3, max_steps=4, batch_size=2, save_steps=2,
+                     warmup_ratio=0.0)
+    out = train_target(args, pivot, src, tmp_path / "t")
+    assert saved == [2] and train_info(out)["global_step"] == 4
+    assert not (tmp_path / "t" / "checkpoints").exists()

@@ -123,7 +123,17 @@ def stage_evaluation(ctx) -> dict[str, Any]:
             "metrics": {"table": table, "fusechat_table": table, "judge_note": judge_note,
                         "comparisons": comparisons,
                         "heldout_dialogues": len(dialogues),
-                        "eval_seconds": {k: r["seconds"] for k, r in results.items()}}}
+                        "eval_seconds": {k: r["seconds"] for k, r in results.items()},
+                        # summed over the models: load, heldout, answers, judge, zeroshot
+                        "eval_phase_seconds": _phase_seconds(results)}}
+
+
+def _phase_seconds(results: dict[str, dict[str, Any]]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in results.values():
+        for phase, sec in (r.get("timing") or {}).items():
+            out[phase] = out.get(phase, 0.0) + float(sec)
+    return out
 
 
 # workbench.fusion.run appends them to part 1's stages

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from workbench.common.io import read_json, write_json
 from workbench.common.models import load_causal_lm
@@ -156,6 +156,19 @@ class FuseTrainer(Trainer):
         return {k: float(s / n) for k, (s, n) in zip(keys, sums.tolist(), strict=True) if n}
 
 
+class SkipFinalCheckpoint(TrainerCallback):
+    """Cancel Trainer's save at the last step (weights + optimizer state, ~3x the model):
+    :func:`train_target` saves the final model right after and deletes the resume checkpoints,
+    so that one would be written only to be removed (~1.6 GB per 135M-parameter target). Not
+    added when checkpoints are kept; a run killed during the final save resumes from the last
+    periodic checkpoint."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.max_steps > 0 and state.global_step >= state.max_steps:
+            control.should_save = False
+        return control
+
+
 def _lora(model, r: int):
     from peft import LoraConfig, get_peft_model
 
@@ -236,6 +249,8 @@ def train_target(args: TrainArgs, pivot_ds, sources=None, out_dir: str | Path = 
                               vocab_size=model.get_input_embeddings().num_embeddings)
     trainer = FuseTrainer(model=model, args=targs, train_dataset=data, data_collator=collator,
                           processing_class=tok, lam=args.lam, fuse_loss=args.fuse_loss)
+    if not args.keep_checkpoints:
+        trainer.add_callback(SkipFinalCheckpoint())
     quiet_trainer(trainer, desc=f"train {Path(out_dir).name}")  # no bar/log lines under papermill
     resume = resume_checkpoint(resume_request, ckpt_dir)
     if resume:
