@@ -257,3 +257,15 @@ def test_seft_round_and_reviser_heldout_shares_have_cis():
     d = stats.mean_ci([1.0, 0.5, 0.5, 0.5])  # per pair: (rejected -> REVISE + chosen -> KEEP) / 2
     assert (ci["decision_accuracy_lo"], ci["decision_accuracy_hi"]) == (d.lo, d.hi)
     assert ci["mean_margin_chosen_lo"] == stats.mean_ci(cho).lo
+
+
+def test_fusechat_model_figure_draws_the_table_cis():
+    from workbench.viz.fusion_train import model_comparison_figure
+
+    table = [{"model": "SFT", "group": "baseline", "heldout_ce": 2.0, "heldout_ce_lo": 1.9,
+              "heldout_ce_hi": 2.2},
+             {"model": "SCE", "group": "merge", "heldout_ce": 1.8}]  # no CI: a zero-length bar
+    fig = model_comparison_figure(table)
+    assert fig.data[0].error_y.array == pytest.approx((0.2,))
+    assert fig.data[0].error_y.arrayminus == pytest.approx((0.1,))
+    assert fig.data[1].error_y.array == (0.0,) and "95 % CI" in fig.layout.title.text

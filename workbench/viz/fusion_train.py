@@ -32,19 +32,30 @@ def sce_weights_figure(rows: Sequence[dict[str, Any]], title: str = "SCE weights
 
 def model_comparison_figure(table: Sequence[dict[str, Any]], metric: str = "heldout_ce",
                             title: str | None = None) -> go.Figure:
-    """One bar per model of Table 1 (``metrics["table"]``), coloured by group."""
+    """One bar per model of Table 1 (``metrics["table"]``), coloured by group; the row's 95 % CI
+    (``<metric>_lo``/``_hi``) as error bars where the table has one."""
     rows = [r for r in table if r.get(metric) is not None]
+
+    def bound(r: dict[str, Any], side: str) -> float:
+        b = r.get(f"{metric}_{side}")
+        return float(b) if isinstance(b, int | float) else float(r[metric])
+
     fig = go.Figure()
     for group, color in GROUP_COLORS.items():
         sub = [r for r in rows if r.get("group") == group]
         if sub:
+            err = {"type": "data", "symmetric": False,
+                   "array": [bound(r, "hi") - r[metric] for r in sub],
+                   "arrayminus": [r[metric] - bound(r, "lo") for r in sub]}
             fig.add_bar(x=[r["model"] for r in sub], y=[r[metric] for r in sub], name=group,
-                        marker_color=color)
-    fig.update_layout(title=title or f"{metric} per model", yaxis_title=metric,
-                      barmode="group", margin={"l": 10, "r": 10, "t": 40, "b": 10})
+                        marker_color=color, error_y=err)
+    ci = any(isinstance(r.get(f"{metric}_lo"), int | float) for r in rows)
+    fig.update_layout(title=title or f"{metric} per model" + (" (95 % CI)" if ci else ""),
+                      yaxis_title=metric, barmode="group",
+                      margin={"l": 10, "r": 10, "t": 40, "b": 10})
     if rows:
-        lo = min(r[metric] for r in rows)
-        hi = max(r[metric] for r in rows)
+        lo = min(bound(r, "lo") for r in rows)
+        hi = max(bound(r, "hi") for r in rows)
         pad = (hi - lo) * 0.2 or abs(hi) * 0.01 or 1.0
         fig.update_yaxes(range=[lo - pad, hi + pad])
     return fig
