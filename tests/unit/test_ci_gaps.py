@@ -62,7 +62,7 @@ def test_vote_claim_and_per_item_file(tmp_path):
 
 
 @pytest.mark.slow
-def test_spans_trial_path_rows_carry_ci_and_per_item(tmp_path):
+def test_spans_trial_path_rows_carry_ci_and_per_item(tmp_path, capsys):
     """The `quick`/`smoke` path (selection on trial, no CV): n and CI on every F1 column, the
     per-item file the report pairs, and the vote claim; the report's table has no gap."""
     from workbench.report.claims import run_claims
@@ -84,6 +84,19 @@ def test_spans_trial_path_rows_carry_ci_and_per_item(tmp_path):
     trial_claim = run_claims("toxic_spans", run.path)[0]
     assert trial_claim.verdict in stats.VERDICTS and trial_claim.n == 8
     assert not math.isnan(trial_claim.estimate.lo)
+    assert m["best_trial_f1_n"] == 8 and m["best_trial_f1_lo"] <= m["best_trial_f1"]
+    # `workbench spans evaluate` prints the F1 with its CI and n
+    from workbench.spans.cli import main
+
+    data = tmp_path / "d.csv"
+    data.write_text('spans,text\n"[4, 5, 6, 7, 8]",you idiot\n[],hello\n[],fine\n')
+    assert main(["spans", "evaluate", "--run", str(run.path), "--data", str(data)]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("char F1 ") and "(95 % CI, n=3 posts)" in out
+    one = tmp_path / "one.csv"
+    one.write_text("spans,text\n[],hello\n")
+    assert main(["spans", "evaluate", "--run", str(run.path), "--data", str(one)]) == 0
+    assert capsys.readouterr().out.strip().endswith("(no CI, n=1 posts)")
 
 
 # --- FuseChat evaluation table -----------------------------------------------------------------

@@ -6,25 +6,39 @@ import argparse
 import sys
 
 
-def evaluate(run: str, data: str, members: list[str] | None = None, int8: bool = False,
-             extend_words: bool = False, min_votes: int | None = None) -> float:
+def evaluate_posts(run: str, data: str, members: list[str] | None = None, int8: bool = False,
+                   extend_words: bool = False, min_votes: int | None = None) -> list[float]:
+    """Char F1 of each post of `data` (0..1); their mean is the official score."""
     from workbench.data import load_toxic_spans
-    from workbench.spans.metric import span_f1
+    from workbench.spans.report import post_f1s
     from workbench.spans.train import load_predictor
 
     ds = load_toxic_spans("test", path=data)
+    if len(ds) == 0:
+        raise ValueError(f"{data}: no posts")
     pred = load_predictor(run, members, quantize=int8, extend_words=extend_words,
                           min_votes=min_votes).predict_spans(list(ds["text"]))
-    return span_f1(pred, [list(s) for s in ds["spans"]])
+    return post_f1s(pred, [list(s) for s in ds["spans"]])
+
+
+def evaluate(run: str, data: str, members: list[str] | None = None, int8: bool = False,
+             extend_words: bool = False, min_votes: int | None = None) -> float:
+    v = evaluate_posts(run, data, members, int8, extend_words, min_votes)
+    return sum(v) / len(v)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from workbench.spans.report import ci_columns
+
     try:
-        f1 = evaluate(args.run, args.data, args.member, args.int8, args.extend_words, args.min_votes)
+        f1 = evaluate_posts(args.run, args.data, args.member, args.int8, args.extend_words,
+                            args.min_votes)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
         return 2
-    print(f"char F1 {100 * f1:.2f}")
+    c = ci_columns("f1", f1)  # 95 % CI over posts (%): bootstrap from 20 posts on, t below
+    ci = f" [{c['f1_lo']:.2f}, {c['f1_hi']:.2f}] (95 % CI," if c["f1_lo"] is not None else " (no CI,"
+    print(f"char F1 {100 * sum(f1) / len(f1):.2f}{ci} n={c['f1_n']} posts)")
     return 0
 
 
