@@ -302,3 +302,18 @@ def test_fixed_batch_losses_keep_per_dialogue_scores_for_the_cis(tmp_path):
     assert cols["batch_n"] == 2 and cols["batch_ce_delta"] == 0.0
     assert cols["batch_ce_before_lo"] <= cols["batch_ce_before"] <= cols["batch_ce_before_hi"]
     assert cols["batch_ce_delta_lo"] == cols["batch_ce_delta_hi"] == 0.0  # the same model twice
+
+
+# --- stats: few weighted items --------------------------------------------------------------------
+def test_weighted_paired_t_by_hand():
+    # d = a - b = 1, 2, 4 with weights 1, 2, 1: value = (1 + 4 + 4) / 4 = 2.25
+    e = stats.weighted_paired_t([2.0, 3.0, 5.0], [1.0, 1.0, 1.0], [1.0, 2.0, 1.0])
+    se = math.sqrt(3 / 2 * ((1 * (1 - 2.25)) ** 2 + (2 * (2 - 2.25)) ** 2 + (1 * (4 - 2.25)) ** 2)) / 4
+    half = stats.t_quantile(0.975, 2) * se
+    assert e.value == pytest.approx(2.25) and e.stderr == pytest.approx(se) and e.n == 3
+    assert (e.lo, e.hi) == pytest.approx((2.25 - half, 2.25 + half))
+    assert stats.paired_item_ci([2.0, 3.0, 5.0], [1.0, 1.0, 1.0], weights=[1.0, 2.0, 1.0]) == e
+    one = stats.weighted_paired_t([2.0], [1.0], [3.0])
+    assert one.value == 1.0 and one.n == 1 and not one.has_ci
+    with pytest.raises(ValueError, match="weights"):
+        stats.weighted_paired_t([1.0, 2.0], [0.0, 0.0], [0.0, 0.0])

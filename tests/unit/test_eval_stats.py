@@ -147,4 +147,8 @@ def test_item_cis_switch_from_t_to_bootstrap_at_20_items():
     t = S.mean_ci([1.0, 2.0, 3.0])
     assert (d.value, d.lo, d.hi, d.method) == (t.value, t.lo, t.hi, "paired t")
     w = S.paired_item_ci([2.0, 3.0, 5.0], [1.0, 1.0, 2.0], weights=[1, 1, 1])
-    assert w.method == "paired bootstrap" and w.value == pytest.approx(2.0)
+    # equal weights: the weighted (linearised ratio) t interval is the paired t interval
+    assert w.method == "weighted paired t" and w.value == pytest.approx(2.0)
+    assert (w.lo, w.hi) == pytest.approx((t.lo, t.hi))
+    big_w = S.paired_item_ci(list(range(25)), [0.0] * 25, weights=[1.0] * 25)
+    assert big_w.method == "paired bootstrap"

@@ -4,7 +4,7 @@ saved MT-Bench answers with another judge or judge mode (nothing is generated ag
 
 The evaluation stage also calls :func:`evaluation_report` (per-item files
 ``artifacts/per_item/heldout_ce.json`` / ``mtbench_judge.json``, 95 % CIs on the table rows,
-paired bootstrap comparisons with verdicts) and the training stages :func:`loss_summary` (the
+paired comparisons with verdicts) and the training stages :func:`loss_summary` (the
 response CE of each trained model and of the pivot on one fixed held-out batch: the training
 log's first and last losses are on different batches and cannot be compared)."""
 
@@ -226,20 +226,21 @@ def evaluation_report(artifacts: Path, results: dict[str, dict[str, Any]],
     - ``per_item/nll_per_char.json``: per-dialogue NLL per assistant character, ``weights`` =
       characters (the same for every tokenizer); when the results record ``chars``.
     - ``per_item/mtbench_judge.json``: per question, the mean of its turns' judge ratings.
-    - table rows: ``heldout_ce_lo/_hi/_stderr`` (bootstrap over dialogues of the token-weighted
-      mean, the row's own token counts), ``n`` dialogues; ``heldout_ppl_lo/_hi`` = exp of the CE
+    - table rows: ``heldout_ce_lo/_hi/_stderr`` (over dialogues, of the token-weighted mean with
+      the row's own token counts: ``stats.paired_item_ci`` -- bootstrap from 20 dialogues on,
+      below the ratio estimator's t interval, as in the claims), ``n`` dialogues; ``heldout_ppl_lo/_hi`` = exp of the CE
       bounds (``_stderr`` by the delta method, ppl x CE stderr); ``nll_per_char_lo/_hi/_stderr``
-      (bootstrap over dialogues, char-weighted) and ``nll_per_char_n``; ``ce_vs_<ref>_pct_lo/_hi``
-      (paired bootstrap of the CE difference, in percent of the reference's CE); the judge
+      (over dialogues, char-weighted, likewise) and ``nll_per_char_n``; ``ce_vs_<ref>_pct_lo/_hi``
+      (the paired CE difference, in percent of the reference's CE); the judge
       columns as :func:`judge_cis`.
-    - comparisons: ``a - b`` of the token-weighted held-out CE (paired bootstrap over dialogues,
-      weights = tokens) and of the per-question judge score (``paired_item_ci``: paired t under
+    - comparisons: ``a - b`` of the token-weighted held-out CE (paired over dialogues, weights =
+      tokens) and of the per-question judge score (``paired_item_ci``: paired t under
       20 questions, as the report's claims), each with its verdict for the claim "a is better"
       (CE: less; judge: greater).
     """
     import numpy as np
 
-    from workbench.eval.stats import paired_bootstrap_ci, paired_item_ci, verdict
+    from workbench.eval.stats import paired_item_ci, verdict
 
     ce = {k: _ce_items(r["heldout"]) for k, r in results.items() if r.get("heldout")}
     if not ce:
@@ -271,24 +272,24 @@ def evaluation_report(artifacts: Path, results: dict[str, dict[str, Any]],
         k = row["model"]
         if k in values and keep:
             own = np.array([ce[k][1][i] for i in keep], dtype=float)
-            e = paired_bootstrap_ci(values[k], zero, weights=weights if k in same_tokens else own)
+            e = paired_item_ci(values[k], zero, weights=weights if k in same_tokens else own)
             row.update(_cols("heldout_ce", e), n=e.n)
             row.update(heldout_ppl_lo=math.exp(e.lo) if math.isfinite(e.lo) else None,
                        heldout_ppl_hi=math.exp(e.hi) if math.isfinite(e.hi) else None,
                        heldout_ppl_stderr=math.exp(e.value) * e.stderr)
             if row.get(rel) is not None and k in same_tokens and reference in same_tokens:
-                d = paired_bootstrap_ci(values[k], values[reference], weights=weights)
+                d = paired_item_ci(values[k], values[reference], weights=weights)
                 ref_ce = float(np.dot(values[reference], weights) / weights.sum())
                 row.update(_cols(rel, _relative(d, ref_ce)))
         if per_char is not None and k in per_char["values"]:
             w = per_char["weights"]
-            e = paired_bootstrap_ci(per_char["values"][k], np.zeros(len(w)), weights=w)
+            e = paired_item_ci(per_char["values"][k], np.zeros(len(w)), weights=w)
             row.update(_cols("nll_per_char", e, "nll_per_char_n"))
     out = []
     for a, b in comparison_pairs(results, reference):
         row: dict[str, Any] = {"a": a, "b": b}
         if a in same_tokens and b in same_tokens:
-            e = paired_bootstrap_ci(values[a], values[b], weights=weights)
+            e = paired_item_ci(values[a], values[b], weights=weights)
             row.update(ce_diff=e.value, ce_diff_lo=e.lo, ce_diff_hi=e.hi, ce_diff_stderr=e.stderr,
                        n=e.n, ce_verdict=verdict(e, "less"))
         if a in judge and b in judge and qids:
@@ -321,7 +322,7 @@ def fixed_batch_losses(cfg: Any, paths: dict[str, str | Path], batch: Sequence[A
                        cache: Path) -> dict[str, dict[str, Any]]:
     """``{name: {batch, before, after, delta, before_ci, after_ci, delta_ci}}``: response CE
     (nats per assistant token) of the pivot (``before``) and of each trained model (``after``)
-    on the same dialogues ``batch``; the ``*_ci`` are ``Estimate.to_dict()`` (bootstrap over the
+    on the same dialogues ``batch``; the ``*_ci`` are ``Estimate.to_dict()`` (over the
     batch's dialogues, token-weighted; ``delta`` paired), None for a cache without per-dialogue
     scores. Scores are cached in ``cache`` (JSON, keyed by model folder), so a resumed stage does
     not score a model twice."""
@@ -356,11 +357,11 @@ def fixed_batch_losses(cfg: Any, paths: dict[str, str | Path], batch: Sequence[A
 
 
 def _batch_cis(before: list | None, after: list | None) -> dict[str, Any]:
-    """95 % CIs of the fixed batch's CE before / after and of the paired change (token-weighted
-    bootstrap over its dialogues, `workbench.eval.stats`)."""
+    """95 % CIs of the fixed batch's CE before / after and of the paired change (token-weighted,
+    over its dialogues: ``stats.paired_item_ci``, `workbench.eval.stats`)."""
     import numpy as np
 
-    from workbench.eval.stats import paired_bootstrap_ci
+    from workbench.eval.stats import paired_item_ci
 
     none = {"before_ci": None, "after_ci": None, "delta_ci": None}
     if not before or not after or len(before) != len(after):
@@ -372,10 +373,10 @@ def _batch_cis(before: list | None, after: list | None) -> dict[str, Any]:
     y = np.array([after[i][0] / after[i][1] for i in keep])
     w, wa = np.array([before[i][1] for i in keep], float), np.array([after[i][1] for i in keep], float)
     zero = np.zeros(len(keep))
-    out = {"before_ci": paired_bootstrap_ci(x, zero, weights=w).to_dict(),
-           "after_ci": paired_bootstrap_ci(y, zero, weights=wa).to_dict(), "delta_ci": None}
+    out = {"before_ci": paired_item_ci(x, zero, weights=w).to_dict(),
+           "after_ci": paired_item_ci(y, zero, weights=wa).to_dict(), "delta_ci": None}
     if np.array_equal(w, wa):  # the same tokenizer: a paired change per dialogue
-        out["delta_ci"] = paired_bootstrap_ci(y, x, weights=w).to_dict()
+        out["delta_ci"] = paired_item_ci(y, x, weights=w).to_dict()
     return out
 
 
