@@ -160,7 +160,7 @@ def main() -> None:
             print(f"{who}: wall {wall[who][-1]:.1f} s, cpu {cpu[who][-1]:.1f} s", flush=True)
     print("order:", orders["ours"][-1], "ppl per step:", ppls)
     print(f"ours: decoder work {greedy.last_forwards:.1f} full forwards, "
-          f"{greedy.last_batch_evals} row batches")
+          f"{greedy.last_batch_evals} row batches, lm_head chunks {greedy.last_head_chunks}")
     if a.skip_official:
         return
     assert orders["ours"] == orders["official"], (orders["ours"], orders["official"])

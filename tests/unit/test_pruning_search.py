@@ -206,3 +206,39 @@ def test_size_aware_fast_equals_reference(setup):
         got = greedy(bm, rows, 3, batch_size=2, rule="per_param")
     assert [s["removed"] for s in got] == [[list(b)] for b, _ in ref]
     assert [s["ppl"] for s in got] == [p for _, p in ref]
+
+
+def test_row_nll_lm_head_bound_is_a_lower_bound_and_abandons():
+    from workbench.pruning.scorer import VOCAB_CHUNK, row_nll
+
+    model, _ = load_causal_lm("tiny:llama", dtype=torch.bfloat16)
+    torch.manual_seed(5)
+    rows = torch.randint(0, model.config.vocab_size, (3, 16))
+    n_chunks = -(-model.config.vocab_size // VOCAB_CHUNK)
+    assert n_chunks > 1
+    full = row_nll(model, rows)
+    seen: list[float] = []
+    stats: dict[str, int] = {}
+    same = row_nll(model, rows, bound=lambda lb: seen.append(lb) or False, stats=stats)
+    assert torch.equal(same, full)  # chunk order and bound checks do not change the value
+    assert len(seen) == n_chunks - 1 and stats["head_chunks"] == n_chunks
+    assert all(0 <= lb <= math.fsum(full.tolist()) for lb in seen)
+    assert seen == sorted(seen)  # more chunks, tighter bound
+    stats = {}
+    assert row_nll(model, rows, bound=lambda lb: True, stats=stats) is None
+    assert stats["head_chunks"] == 1  # abandoned after the first chunk
+
+
+def test_packed_linears_keep_the_bits():
+    from workbench.pruning.scorer import packed_linears
+
+    model, _ = load_causal_lm("tiny:llama", dtype=torch.bfloat16)
+    rows = torch.randint(0, 2000, (2, 16))
+    with torch.no_grad():
+        ref = model(input_ids=rows).logits
+        with packed_linears(model, [rows.numel()]) as n:
+            got = model(input_ids=rows).logits
+    assert torch.equal(got, ref)
+    assert n in (0, sum(isinstance(m, torch.nn.Linear) for m in model.model.modules()))
+    assert not any("forward" in m.__dict__ for m in model.modules()
+                   if isinstance(m, torch.nn.Linear))

@@ -27,32 +27,104 @@ budget left over holds the candidates' own states.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
-from collections.abc import Callable
+import types
+from collections.abc import Callable, Iterable, Iterator
 
 import torch
+from torch import nn
 
 from workbench.pruning.blocks import BlockModel
 
 log = logging.getLogger(__name__)
 
 
-@torch.no_grad()
-def row_nll(model, batch: torch.Tensor) -> torch.Tensor:
-    """Mean next-token NLL of each row of `batch` (float64, shape [rows]).
+VOCAB_CHUNK = 4096  # lm_head columns per GEMM (the scoring function's fixed vocabulary split)
+_POS_BLOCK = 64  # positions per fp32 log-sum-exp block (1 MiB at 4096 columns: cache-sized)
+# causal LMs whose logits are exactly lm_head(decoder output): no bias, soft-capping or scale
+_PLAIN_HEAD = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM")
 
-    Log-sum-exp in fp32 over chunks of positions (cache-sized on CPU); targets equal to the
-    config's pad id are left out, as in the official `evaluate_ppl`.
+
+@torch.no_grad()
+def row_nll(model, batch: torch.Tensor, bound: Callable[[float], bool] | None = None,
+            stats: dict[str, int] | None = None) -> torch.Tensor | None:
+    """Mean next-token NLL of each row of `batch` (float64, shape [rows]), or None when `bound`
+    says the rows' lower bound already loses.
+
+    The lm_head runs in vocabulary chunks of `VOCAB_CHUNK` columns (same M = every position of
+    the batch, so a chunk's logits do not depend on which other chunks are computed), each
+    chunk's log-sum-exp in fp32 over cache-sized blocks of positions, and the chunks' values
+    are combined in vocabulary order: the result is a function of the batch alone, whatever
+    order the chunks are computed in. With `bound`, chunks are computed in decreasing order
+    of how many targets they hold and, after each, the exact lower bound of the batch's sum of
+    row NLLs (log-sum-exp over the chunks so far <= the full one; positions whose target is
+    not yet computed count 0; a relative fp32 tolerance of 1e-5) is passed to `bound`; True
+    abandons the batch (its remaining chunks are not computed). Models whose logits are not a
+    plain lm_head of the decoder output take the full-logits path (no bound). Targets equal to
+    the config's pad id are left out, as in the official `evaluate_ppl`.
     """
     dev = next(model.parameters()).device
     batch = batch.to(dev)
-    logits = model(input_ids=batch, use_cache=False).logits
     tgt = batch[:, 1:]
-    chunk = min(16 if dev.type == "cpu" else 4096, tgt.shape[1])
-    nll = torch.empty(tgt.shape, dtype=torch.float32, device=dev)
-    buf = torch.empty(chunk, logits.shape[-1], dtype=torch.float32, device=dev)
-    for r in range(len(batch)):
+    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
+    mask = torch.ones_like(tgt, dtype=torch.float32) if pad is None else (tgt != pad).float()
+    count = mask.sum(1).clamp(min=1)
+    head = model.get_output_embeddings() if type(model).__name__ in _PLAIN_HEAD else None
+    cfg = getattr(model, "config", None)
+    if (not isinstance(head, nn.Linear) or head.bias is not None
+            or getattr(cfg, "final_logit_softcapping", None)):
+        nll = _full_logits_nll(model(input_ids=batch, use_cache=False).logits, tgt)
+        return ((nll * mask).sum(1) / count).double().cpu()
+    h = model.get_decoder()(input_ids=batch, use_cache=False).last_hidden_state
+    # every position (M = rows x T: GEMMs with M a multiple of 16 are much faster with AMX);
+    # the last position of each row has no target and is masked out
+    x = h.reshape(-1, h.shape[-1])
+    mask = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
+    t = torch.cat([tgt, torch.zeros_like(tgt[:, :1])], 1).reshape(-1)
+    w = head.weight
+    n_voc, c = w.shape[0], VOCAB_CHUNK
+    nc = -(-n_voc // c)
+    tc = torch.div(t, c, rounding_mode="floor")
+    lse = torch.empty(nc, len(t), dtype=torch.float32, device=dev)
+    xt = torch.zeros(len(t), dtype=torch.float32, device=dev)
+    buf = torch.empty(min(_POS_BLOCK, len(t)) * c, dtype=torch.float32, device=dev)
+    if bound is None:
+        order = list(range(nc))
+    else:
+        hits = torch.bincount(tc, minlength=nc).tolist()
+        order = sorted(range(nc), key=lambda k: (-hits[k], k))
+    done = torch.zeros(nc, dtype=torch.bool, device=dev)
+    for n, k in enumerate(order, 1):
+        z = nn.functional.linear(x, w[k * c:(k + 1) * c])  # [positions, chunk] in the model dtype
+        width = z.shape[1]
+        for s in range(0, len(t), _POS_BLOCK):
+            zs = z[s:s + _POS_BLOCK]
+            y = buf[: zs.shape[0] * width].view(zs.shape[0], width).copy_(zs)
+            m = y.amax(-1)
+            lse[k, s:s + len(m)] = y.sub_(m[:, None]).exp_().sum(-1).log_().add_(m)
+        sel = (tc == k).nonzero()[:, 0]
+        xt[sel] = z[sel, t[sel] - k * c].float()
+        done[k] = True
+        if stats is not None:
+            stats["head_chunks"] = stats.get("head_chunks", 0) + 1
+        if bound is not None and n < nc:
+            part = torch.logsumexp(lse[done], 0)
+            lb = (part - xt - 1e-5 * (part.abs() + xt.abs()) - 1e-6).clamp_(min=0)
+            lb = torch.where(done[tc], lb, torch.zeros_like(lb)).view_as(mask)
+            if bound(math.fsum(((lb * mask).sum(1) / count).double().tolist())):
+                return None
+    nll = (torch.logsumexp(lse, 0) - xt).view_as(mask)
+    return ((nll * mask).sum(1) / count).double().cpu()
+
+
+def _full_logits_nll(logits: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+    """Per-position NLL from full logits: log-sum-exp in fp32 over chunks of positions."""
+    chunk = min(16 if logits.device.type == "cpu" else 4096, tgt.shape[1])
+    nll = torch.empty(tgt.shape, dtype=torch.float32, device=logits.device)
+    buf = torch.empty(chunk, logits.shape[-1], dtype=torch.float32, device=logits.device)
+    for r in range(len(tgt)):
         x = logits[r, :-1]
         m = x.amax(-1).float()  # exact: the max of bf16 values is one of them
         for s in range(0, x.shape[0], chunk):
@@ -60,9 +132,55 @@ def row_nll(model, batch: torch.Tensor) -> torch.Tensor:
             y.copy_(x[s:s + chunk]).sub_(m[s:s + chunk, None]).exp_()
             nll[r, s:s + chunk] = y.sum(-1)
         nll[r] = nll[r].log_() + m - x.gather(-1, tgt[r][:, None])[:, 0].float()
-    pad = getattr(getattr(model, "config", None), "pad_token_id", None)
-    mask = torch.ones_like(tgt, dtype=torch.float32) if pad is None else (tgt != pad).float()
-    return ((nll * mask).sum(1) / mask.sum(1).clamp(min=1)).double().cpu()
+    return nll
+
+
+@contextlib.contextmanager
+def packed_linears(model, ms: Iterable[int] = ()) -> Iterator[int]:
+    """bf16 on a CPU with oneDNN: the decoder's `nn.Linear` weights are re-laid out once for
+    oneDNN (`mkldnn._reorder_linear_weight`) instead of at every call; yields how many layers
+    were packed. A layer is packed only when its packed product equals `F.linear`'s bit for bit
+    on a random input of every row count in `ms` (checked per weight shape), so scores do not
+    change; elsewhere (fp32, CUDA, no oneDNN, not enough free memory for the copy) a no-op.
+    """
+    lin = [m for n, m in model.named_modules() if isinstance(m, nn.Linear)
+           and m is not model.get_output_embeddings() and m.weight.dtype == torch.bfloat16
+           and m.weight.device.type == "cpu"]
+    ops = getattr(torch.ops, "mkldnn", None)
+    extra = sum(m.weight.numel() * 2 for m in lin)
+    if (not lin or not torch.backends.mkldnn.is_available()
+            or not hasattr(ops, "_reorder_linear_weight") or extra > default_budget(model)):
+        yield 0
+        return
+    ms = sorted(set(ms)) or [1]
+    ok: dict[tuple[int, ...], bool] = {}
+    done = []
+    try:
+        with torch.no_grad():
+            for m in lin:
+                shape = tuple(m.weight.shape)
+                pk = ops._reorder_linear_weight(m.weight, ms[-1])
+                if shape not in ok:
+                    g = torch.Generator().manual_seed(0)
+                    ok[shape] = all(torch.equal(
+                        ops._linear_pointwise(x, pk, m.bias, "none", [], ""),
+                        nn.functional.linear(x, m.weight, m.bias))
+                        for x in (torch.randn(r, shape[1], generator=g).bfloat16() for r in ms))
+                if ok[shape]:
+                    m._bp_packed = pk
+                    m.forward = types.MethodType(_packed_forward, m)
+                    done.append(m)
+        if len(done) < len(lin):
+            log.info("packed %d of %d linear layers (the others differ from F.linear in bits)",
+                     len(done), len(lin))
+        yield len(done)
+    finally:
+        for m in done:
+            del m.forward, m._bp_packed
+
+
+def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    return torch.ops.mkldnn._linear_pointwise(x, self._bp_packed, self.bias, "none", [], "")
 
 
 def default_budget(model) -> int:
@@ -88,13 +206,16 @@ class Scorer:
     """Scores removal sets by calibration NLL, plain or with the exact speed-ups (see module)."""
 
     def __init__(self, bm: BlockModel, rows: torch.Tensor, batch_size: int = 8,
-                 fast: bool = True, budget_bytes: int | None = None) -> None:
+                 fast: bool = True, budget_bytes: int | None = None,
+                 head_bound: bool = True) -> None:
         if rows.ndim != 2 or len(rows) == 0 or rows.shape[1] < 2:
             raise ValueError(f"calibration set is empty: no rows to score (shape "
                              f"{tuple(rows.shape)})")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.bm, self.fast = bm, fast
+        self.head_bound = fast and head_bound  # lm_head vocabulary-chunk bound (see row_nll)
+        self.stats: dict[str, int] = {"head_chunks": 0}  # lm_head chunks computed
         self.batches = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
         self.n_rows = len(rows)
         self.cache: list[dict[int, torch.Tensor]] = []  # per cached batch: point -> hidden
@@ -130,13 +251,14 @@ class Scorer:
         return math.exp(total / self.n_rows)
 
     def _run(self, k: int, start: int, hidden: torch.Tensor | None,
-             store: dict[int, torch.Tensor] | None) -> torch.Tensor:
+             store: dict[int, torch.Tensor] | None,
+             bound: Callable[[float], bool] | None = None) -> torch.Tensor | None:
         bm = self.bm
         if hidden is not None:
             bm.set_start(start, hidden)
         bm.set_capture(store)
         try:
-            nll = row_nll(bm.model, self.batches[k])
+            nll = row_nll(bm.model, self.batches[k], bound, self.stats)
         finally:
             bm.set_start(0, None)
             bm.set_capture(None)
@@ -165,18 +287,30 @@ class Scorer:
         own = self.own.get(key) if key is not None else None
         if key is not None:
             self.own_start[key] = start
+        lbs: list[float] = []
+
+        def chk(lb: float) -> bool:  # the lm_head bound: this batch's on top of those done
+            lbs.append(lb)
+            return lost(math.fsum([*vals, lb]))
+
+        head = chk if self.head_bound and (callable(bound) or bound < math.inf) else None
+
         for n, k in enumerate(order, 1):
             if self.fast and k < self.n_cached:
                 prev = own[k] if own else None
                 p = max(prev) if prev else start
                 h = prev[p] if prev else self.cache[k][start]
                 store: dict[int, torch.Tensor] = {}
-                nlls[k] = self._run(k, p, h, store)
+                nlls[k] = self._run(k, p, h, store, head)
                 states[k] = {**({q: v for q, v in prev.items() if q < p} if prev else {}),
                              **store}
-                self._keep(key, k, states[k])
+                self._keep(key, k, states[k])  # the decoder states are complete either way
             else:
-                nlls[k] = self._run(k, 0, None, None)
+                nlls[k] = self._run(k, 0, None, None, head)
+            if nlls[k] is None:  # lost on the lm_head bound (a lower bound of the mean)
+                self.last_partial = math.fsum([*vals, lbs[-1]]) / (len(vals)
+                                                                   + len(self.batches[k]))
+                return None, None
             vals.extend(nlls[k].tolist())
             # abandon only while rows remain: a complete total is kept (it loses the comparison)
             if self.fast and n < len(order) and lost(math.fsum(vals)):

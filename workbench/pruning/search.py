@@ -22,6 +22,7 @@ when abandoned}), `work` (row batches scored, decoder work in full forwards).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from workbench.common.io import read_json, write_json
 from workbench.common.registry import Registry
 from workbench.common.runtime import track
 from workbench.pruning.blocks import Block, BlockModel, layer_blocks
-from workbench.pruning.scorer import Scorer, row_nll
+from workbench.pruning.scorer import Scorer, packed_linears, row_nll
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,8 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
            block_type: str = "mix", fast: bool = True, batch_size: int = 8,
            checkpoint: str | Path | None = None, budget_bytes: int | None = None,
            rule: str = "ppl", on_step: Callable[[dict], None] | None = None,
-           stop_when: Callable[[dict], bool] | None = None) -> list[dict]:
+           stop_when: Callable[[dict], bool] | None = None, head_bound: bool = True,
+           pack: bool = True) -> list[dict]:
     """Algorithm 1: greedily remove the candidate whose removal gives the lowest calibration PPL.
 
     `unit="block"`: candidates are blocks of `block_type`; `unit="layer"`: whole layers.
@@ -98,7 +100,21 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
         if hit is not None:
             return steps[: hit + 1]
     removed: set[Block] = {tuple(b) for s in steps for b in s["removed"]}
-    scorer = Scorer(bm, rows, batch_size, fast, budget_bytes)
+    scorer = Scorer(bm, rows, batch_size, fast, budget_bytes, head_bound)
+    with contextlib.ExitStack() as stack:
+        if fast and pack:
+            stack.enter_context(packed_linears(bm.model, [b.numel() for b in scorer.batches]))
+        steps = _greedy_steps(bm, scorer, units, steps, removed, num, unit, rule, params,
+                              fast, ckpt, ident, on_step, stop_when)
+    bm.set_removed(())
+    greedy.last_forwards = scorer.forwards  # type: ignore[attr-defined]
+    greedy.last_batch_evals = scorer.batch_evals  # type: ignore[attr-defined]
+    greedy.last_head_chunks = scorer.stats["head_chunks"]  # type: ignore[attr-defined]
+    return steps
+
+
+def _greedy_steps(bm, scorer, units, steps, removed, num, unit, rule, params, fast, ckpt,
+                  ident, on_step, stop_when) -> list[dict]:
     prior: dict[str, float] = {}  # candidate -> estimated score from the previous step
     cur: float | None = None  # total NLL of the current model (size-aware rule)
     n = scorer.n_rows
@@ -163,9 +179,6 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
             on_step(rec)
         if stop_when is not None and stop_when(rec):
             break
-    bm.set_removed(())
-    greedy.last_forwards = scorer.forwards  # type: ignore[attr-defined]
-    greedy.last_batch_evals = scorer.batch_evals  # type: ignore[attr-defined]
     return steps
 
 
