@@ -53,17 +53,17 @@ def row_nll(model, batch: torch.Tensor, bound: Callable[[float], bool] | None = 
     """Mean next-token NLL of each row of `batch` (float64, shape [rows]), or None when `bound`
     says the rows' lower bound already loses.
 
-    The lm_head runs in vocabulary chunks of `VOCAB_CHUNK` columns (same M = every position of
-    the batch, so a chunk's logits do not depend on which other chunks are computed), each
-    chunk's log-sum-exp in fp32 over cache-sized blocks of positions, and the chunks' values
-    are combined in vocabulary order: the result is a function of the batch alone, whatever
-    order the chunks are computed in. With `bound`, chunks are computed in decreasing order
-    of how many targets they hold and, after each, the exact lower bound of the batch's sum of
-    row NLLs (log-sum-exp over the chunks so far <= the full one; positions whose target is
-    not yet computed count 0; a relative fp32 tolerance of 1e-5) is passed to `bound`; True
-    abandons the batch (its remaining chunks are not computed). Models whose logits are not a
-    plain lm_head of the decoder output take the full-logits path (no bound). Targets equal to
-    the config's pad id are left out, as in the official `evaluate_ppl`.
+    The lm_head runs in parts with M = every position of the batch (so a part's logits do not
+    depend on which other parts are computed): first the batch's distinct target tokens (their
+    logits give every position's target logit), then the vocabulary in chunks of
+    `VOCAB_CHUNK` columns in id order, the targets' columns left out. Each part's log-sum-exp
+    is taken in fp32 over cache-sized blocks of positions and the parts are combined in that
+    order: the result is a function of the batch alone. With `bound`, after each part the
+    exact lower bound of the batch's sum of row NLLs (log-sum-exp over the parts so far <= the
+    full one, minus a relative fp32 tolerance of 1e-5) is passed to `bound`; True abandons the
+    batch (its remaining parts are not computed). Models whose logits are not a plain lm_head
+    of the decoder output take the full-logits path (no bound). Targets equal to the config's
+    pad id are left out, as in the official `evaluate_ppl`.
     """
     dev = next(model.parameters()).device
     batch = batch.to(dev)
@@ -84,36 +84,38 @@ def row_nll(model, batch: torch.Tensor, bound: Callable[[float], bool] | None = 
     mask = torch.cat([mask, torch.zeros_like(mask[:, :1])], 1)
     t = torch.cat([tgt, torch.zeros_like(tgt[:, :1])], 1).reshape(-1)
     w = head.weight
-    n_voc, c = w.shape[0], VOCAB_CHUNK
-    nc = -(-n_voc // c)
-    tc = torch.div(t, c, rounding_mode="floor")
-    lse = torch.empty(nc, len(t), dtype=torch.float32, device=dev)
+    c = VOCAB_CHUNK
+    tid = torch.unique(t[mask.reshape(-1) > 0])  # the batch's distinct targets, sorted
+    if not len(tid):  # every target is padding
+        return torch.zeros(len(batch), dtype=torch.float64)
     xt = torch.zeros(len(t), dtype=torch.float32, device=dev)
+    parts = [None, *range(-(-w.shape[0] // c))]  # None: the targets; k: ids [k c, (k + 1) c)
+    lse = torch.full((len(parts), len(t)), -math.inf, dtype=torch.float32, device=dev)
     buf = torch.empty(min(_POS_BLOCK, len(t)) * c, dtype=torch.float32, device=dev)
-    if bound is None:
-        order = list(range(nc))
-    else:
-        hits = torch.bincount(tc, minlength=nc).tolist()
-        order = sorted(range(nc), key=lambda k: (-hits[k], k))
-    done = torch.zeros(nc, dtype=torch.bool, device=dev)
-    for n, k in enumerate(order, 1):
-        z = nn.functional.linear(x, w[k * c:(k + 1) * c])  # [positions, chunk] in the model dtype
+    for n, k in enumerate(parts):
+        if k is None:
+            z, drop = nn.functional.linear(x, w[tid]), None
+            pos = torch.searchsorted(tid, t).clamp_(max=len(tid) - 1)
+            xt.copy_(z.gather(1, pos[:, None])[:, 0])  # positions masked out: any value
+        else:
+            z = nn.functional.linear(x, w[k * c:(k + 1) * c])
+            drop = tid[(tid >= k * c) & (tid < k * c + z.shape[1])] - k * c
+            if len(drop) == z.shape[1]:
+                continue  # every column is a target: counted in the first part
         width = z.shape[1]
         for s in range(0, len(t), _POS_BLOCK):
             zs = z[s:s + _POS_BLOCK]
             y = buf[: zs.shape[0] * width].view(zs.shape[0], width).copy_(zs)
+            if drop is not None and len(drop):
+                y.index_fill_(1, drop, -math.inf)
             m = y.amax(-1)
-            lse[k, s:s + len(m)] = y.sub_(m[:, None]).exp_().sum(-1).log_().add_(m)
-        sel = (tc == k).nonzero()[:, 0]
-        xt[sel] = z[sel, t[sel] - k * c].float()
-        done[k] = True
+            lse[n, s:s + len(m)] = y.sub_(m[:, None]).exp_().sum(-1).log_().add_(m)
         if stats is not None:
-            stats["head_chunks"] = stats.get("head_chunks", 0) + 1
-        if bound is not None and n < nc:
-            part = torch.logsumexp(lse[done], 0)
+            stats["head_chunks"] = stats.get("head_chunks", 0) + (k is not None)
+        if bound is not None and n < len(parts) - 1:
+            part = torch.logsumexp(lse[: n + 1], 0)
             lb = (part - xt - 1e-5 * (part.abs() + xt.abs()) - 1e-6).clamp_(min=0)
-            lb = torch.where(done[tc], lb, torch.zeros_like(lb)).view_as(mask)
-            if bound(math.fsum(((lb * mask).sum(1) / count).double().tolist())):
+            if bound(math.fsum(((lb.view_as(mask) * mask).sum(1) / count).double().tolist())):
                 return None
     nll = (torch.logsumexp(lse, 0) - xt).view_as(mask)
     return ((nll * mask).sum(1) / count).double().cpu()
