@@ -15,8 +15,20 @@ batch size):
   at its own block; these states are kept while they fit the memory budget;
 - early abandoning (row batches worst-first, candidates likeliest-winner first): a candidate is
   dropped once its partial sum exceeds the best complete total;
-- the log-sum-exp of the logits in fp32 over cache-sized chunks of positions (no fp32 copy of the
-  whole [rows, T, vocab] logits).
+- the lm_head bound (`head_bound`): the lm_head runs in parts (the batch's distinct targets,
+  then chunks of `VOCAB_CHUNK` ids, see `row_nll`) and a candidate is dropped as soon as the
+  log-sum-exp over the parts computed so far (a lower bound of the full one) makes its total
+  exceed the best complete total: losers skip most of the lm_head and log-sum-exp;
+- `packed_linears` (`pack`, bf16 on a CPU with oneDNN): the decoder's linear weights are laid
+  out for oneDNN once per search instead of at every call, only where that is bit-identical to
+  `F.linear`.
+
+The scoring function itself (`row_nll`, used by the plain loop and the reference too) computes
+the lm_head in those parts with M = every position (a multiple of 16 rows: AMX GEMMs with
+M = 504 instead of 512 took 1.8x as long here) and the log-sum-exp in fp32 over cache-sized
+blocks (no [rows, T, vocab] logits are materialised). Its values are a function of the batch
+alone; they differ in the last bits from a full `lm_head` + cross-entropy (another GEMM
+blocking and summation order), as the official bf16 cross-entropy does from both.
 
 Memory budget (`budget_bytes`, default: half the free memory of a CUDA device, a quarter of the
 available memory on the CPU): the cache of

@@ -12,8 +12,8 @@ Searches (registry `SEARCHES`), each `fn(bm, rows, num, ...) -> list[step dict]`
 
 `reference_greedy` is Algorithm 1 as written (about ten lines: every candidate scored on every
 row batch by a full forward, the first minimum kept): the tests' oracle for `greedy`, whose fast
-path (`workbench.pruning.scorer`: prefix reuse within and across steps, early abandoning, a
-memory budget) must give the same order and the same PPLs bit for bit at the same batch size.
+path (`workbench.pruning.scorer`: prefix reuse within and across steps, early abandoning, an
+lm_head lower bound, packed weights, a memory budget) must give the same order and the same PPLs bit for bit at the same batch size.
 
 Each step dict: `step`, `removed` (list of blocks removed at that step), `set` (cumulative,
 sorted), `ppl` (calibration PPL after the step), `ratio`, `candidates` ({"mha:3": ppl or None
@@ -77,6 +77,9 @@ def greedy(bm: BlockModel, rows: torch.Tensor, num: int, *, unit: str = "block",
     `per_param_score`.
     Runs `num` steps, or fewer: it stops after the first step for which `stop_when(step)` is
     true (also when resuming from a checkpoint that already holds such a step).
+    `fast` turns every exact speed-up of `workbench.pruning.scorer` on or off; with it,
+    `head_bound` (the lm_head lower bound) and `pack` (oneDNN-packed decoder weights) can be
+    turned off one by one. None of them changes a score.
     """
     units: list[tuple[Block, ...]]
     if unit == "block":
