@@ -54,8 +54,12 @@ log = logging.getLogger(__name__)
 
 
 VOCAB_CHUNK = 4096  # lm_head columns per GEMM (the scoring function's fixed vocabulary split)
-_POS_BLOCK = 64  # positions per fp32 log-sum-exp block (1 MiB at 4096 columns: cache-sized)
+# positions per fp32 log-sum-exp block: CPU 64 (1 MiB at 4096 columns: cache-sized), GPU 4096
+_POS_BLOCK = {"cpu": 64}
 # causal LMs whose logits are exactly lm_head(decoder output): no bias, soft-capping or scale
+# relative tolerance of the lm_head bound: covers the fp32 rounding of the log-sum-exps (a few
+# ulps) and of the row sums (torch's cascade sums: about log2(T) x 6e-8 relative) many times
+_TOL = 3e-5
 _PLAIN_HEAD = ("LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Gemma3ForCausalLM")
 
 
@@ -72,7 +76,7 @@ def row_nll(model, batch: torch.Tensor, bound: Callable[[float], bool] | None = 
     is taken in fp32 over cache-sized blocks of positions and the parts are combined in that
     order: the result is a function of the batch alone. With `bound`, after each part the
     exact lower bound of the batch's sum of row NLLs (log-sum-exp over the parts so far <= the
-    full one, minus a relative fp32 tolerance of 1e-5) is passed to `bound`; True abandons the
+    full one, minus a relative fp32 tolerance `_TOL`) is passed to `bound`; True abandons the
     batch (its remaining parts are not computed). Models whose logits are not a plain lm_head
     of the decoder output take the full-logits path (no bound). Targets equal to the config's
     pad id are left out, as in the official `evaluate_ppl`.
@@ -103,7 +107,8 @@ def row_nll(model, batch: torch.Tensor, bound: Callable[[float], bool] | None = 
     xt = torch.zeros(len(t), dtype=torch.float32, device=dev)
     parts = [None, *range(-(-w.shape[0] // c))]  # None: the targets; k: ids [k c, (k + 1) c)
     lse = torch.full((len(parts), len(t)), -math.inf, dtype=torch.float32, device=dev)
-    buf = torch.empty(min(_POS_BLOCK, len(t)) * c, dtype=torch.float32, device=dev)
+    pb = _POS_BLOCK.get(dev.type, 4096)
+    buf = torch.empty(min(pb, len(t)) * c, dtype=torch.float32, device=dev)
     for n, k in enumerate(parts):
         if k is None:
             z, drop = nn.functional.linear(x, w[tid]), None
@@ -115,8 +120,8 @@ def row_nll(model, batch: torch.Tensor, bound: Callable[[float], bool] | None = 
             if len(drop) == z.shape[1]:
                 continue  # every column is a target: counted in the first part
         width = z.shape[1]
-        for s in range(0, len(t), _POS_BLOCK):
-            zs = z[s:s + _POS_BLOCK]
+        for s in range(0, len(t), pb):
+            zs = z[s:s + pb]
             y = buf[: zs.shape[0] * width].view(zs.shape[0], width).copy_(zs)
             if drop is not None and len(drop):
                 y.index_fill_(1, drop, -math.inf)
@@ -126,7 +131,7 @@ def row_nll(model, batch: torch.Tensor, bound: Callable[[float], bool] | None = 
             stats["head_chunks"] = stats.get("head_chunks", 0) + (k is not None)
         if bound is not None and n < len(parts) - 1:
             part = torch.logsumexp(lse[: n + 1], 0)
-            lb = (part - xt - 1e-5 * (part.abs() + xt.abs()) - 1e-6).clamp_(min=0)
+            lb = (part - xt - _TOL * (part.abs() + xt.abs()) - 1e-6).clamp_(min=0)
             if bound(math.fsum(((lb.view_as(mask) * mask).sum(1) / count).double().tolist())):
                 return None
     nll = (torch.logsumexp(lse, 0) - xt).view_as(mask)
