@@ -13,7 +13,8 @@ Searches (registry `SEARCHES`), each `fn(bm, rows, num, ...) -> list[step dict]`
 `reference_greedy` is Algorithm 1 as written (about ten lines: every candidate scored on every
 row batch by a full forward, the first minimum kept): the tests' oracle for `greedy`, whose fast
 path (`workbench.pruning.scorer`: prefix reuse within and across steps, early abandoning, an
-lm_head lower bound, packed weights, a memory budget) must give the same order and the same PPLs bit for bit at the same batch size.
+lm_head lower bound, packed weights, a memory budget) must give the same order and the same
+PPLs bit for bit at the same batch size.
 
 Each step dict: `step`, `removed` (list of blocks removed at that step), `set` (cumulative,
 sorted), `ppl` (calibration PPL after the step), `ratio`, `candidates` ({"mha:3": ppl or None
