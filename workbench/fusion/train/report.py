@@ -174,8 +174,14 @@ def _judge_items(results: dict[str, dict[str, Any]]) -> tuple[dict[str, dict[str
 
 
 def _cols(prefix: str, e: Any, n_key: str | None = None) -> dict[str, Any]:
-    out = {f"{prefix}_lo": e.lo, f"{prefix}_hi": e.hi, f"{prefix}_stderr": e.stderr}
-    return {**out, n_key: e.n} if n_key else out
+    """`stats.columns` without the value column (the row keeps its own); n only with `n_key`."""
+    from workbench.eval.stats import columns
+
+    out = columns(prefix, e, n_key=n_key or "n")
+    out.pop(prefix)
+    if n_key is None:
+        out.pop("n")
+    return out
 
 
 def _relative(e: Any, ref_mean: float) -> Any:
