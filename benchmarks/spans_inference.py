@@ -26,7 +26,8 @@ from workbench.spans.predict import predict_batch
 
 def _predictor(a):
     """A SpanPredictor: the run's default ensemble, or `--members` untrained taggers."""
-    from workbench.spans.train import SpanPredictor, build_tagger, quantize_int8
+    from workbench.spans.inference import SpanPredictor, quantize_int8
+    from workbench.spans.train import build_tagger
     if a.run:
         return SpanPredictor(a.run, quantize=a.int8), f"{a.run}"
     pred = SpanPredictor.__new__(SpanPredictor)

@@ -4,8 +4,9 @@ import shutil
 import pytest
 
 from workbench.spans.cli import main
+from workbench.spans.inference import load_predictor
 from workbench.spans.predict import predict_batch
-from workbench.spans.train import SpansConfig, build_tagger, load_predictor, run_spans
+from workbench.spans.train import SpansConfig, build_tagger, run_spans
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ def _runs(root) -> list[str]:
 
 
 def _predictor(run: str, int8: bool = False):
-    from workbench.spans.train import load_predictor
+    from workbench.spans.inference import load_predictor
     if (run, int8) not in _CACHE:
         _CACHE[(run, int8)] = load_predictor(run, quantize=int8)
     return _CACHE[(run, int8)]

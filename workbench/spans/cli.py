@@ -10,8 +10,8 @@ def evaluate_posts(run: str, data: str, members: list[str] | None = None, int8: 
                    extend_words: bool = False, min_votes: int | None = None) -> list[float]:
     """Char F1 of each post of `data` (0..1); their mean is the official score."""
     from workbench.data import load_toxic_spans
+    from workbench.spans.inference import load_predictor
     from workbench.spans.report import post_f1s
-    from workbench.spans.train import load_predictor
 
     ds = load_toxic_spans("test", path=data)
     if len(ds) == 0:

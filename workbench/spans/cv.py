@@ -116,7 +116,8 @@ def _cpu_s() -> float:
 
 
 def run_cv(cfg, run, train: dict, trial: dict, test: dict | None):
-    from workbench.spans.train import SpanPredictor, member_names, train_member
+    from workbench.spans.inference import SpanPredictor
+    from workbench.spans.train import member_names, train_member
     t0, c0, load0 = time.time(), _cpu_s(), os.getloadavg()[0]
     sub = cv_subset(len(train["text"]), cfg.cv_limit, cfg.seed)
     texts, golds = [train["text"][i] for i in sub], [train["spans"][i] for i in sub]
