@@ -284,25 +284,6 @@ def test_fusechat_model_figure_draws_the_table_cis():
     assert fig.data[1].error_y.array == (0.0,) and "95 % CI" in fig.layout.title.text
 
 
-@pytest.mark.slow
-def test_fixed_batch_losses_keep_per_dialogue_scores_for_the_cis(tmp_path):
-    from workbench.fusion.config import FuseChatConfig
-    from workbench.fusion.dialogues import Dialogue
-    from workbench.fusion.train.report import batch_columns, fixed_batch_losses
-
-    cfg = FuseChatConfig.from_preset("smoke")
-    batch = [Dialogue("x", "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\nhello there"
-                           "<|im_end|>\n", ((51, 62),)),
-             Dialogue("y", "<|im_start|>user\nsum 2+2<|im_end|>\n<|im_start|>assistant\n4"
-                           "<|im_end|>\n", ((56, 58),))]
-    out = fixed_batch_losses(cfg, {"same": cfg.pivot}, batch, tmp_path / "loss_batch.json")
-    saved = json.loads((tmp_path / "loss_batch.json").read_text())
-    assert len(saved["per"][cfg.pivot]) == 2  # [nll_sum, n_tokens] per dialogue
-    cols = batch_columns(out["same"])
-    assert cols["batch_n"] == 2 and cols["batch_ce_delta"] == 0.0
-    assert cols["batch_ce_before_lo"] <= cols["batch_ce_before"] <= cols["batch_ce_before_hi"]
-    assert cols["batch_ce_delta_lo"] == cols["batch_ce_delta_hi"] == 0.0  # the same model twice
-
 
 # --- stats: few weighted items --------------------------------------------------------------------
 def test_weighted_paired_t_by_hand():

@@ -9,7 +9,7 @@ import pytest
 
 from workbench.fusion.config import FuseChatConfig
 from workbench.fusion.dialogues import Dialogue
-from workbench.fusion.train.report import evaluation_report, fixed_batch_losses
+from workbench.fusion.train.report import batch_columns, evaluation_report, fixed_batch_losses
 
 T = "smollm2-135m-instruct-gemma3-270m"
 
@@ -64,6 +64,11 @@ def test_loss_summary_compares_the_same_fixed_batch(tmp_path):
     assert out["same"]["after"] == out["same"]["before"] and out["same"]["delta"] == 0.0
     saved = json.loads(cache.read_text())
     assert saved["ids"] == ["x", "y"] and len(saved["ce"]) == 1  # scored once, then cached
+    assert len(saved["per"][cfg.pivot]) == 2  # [nll_sum, n_tokens] per dialogue: the CIs' items
+    cols = batch_columns(out["same"])
+    assert cols["batch_n"] == 2 and cols["batch_ce_delta"] == 0.0
+    assert cols["batch_ce_before_lo"] <= cols["batch_ce_before"] <= cols["batch_ce_before_hi"]
+    assert cols["batch_ce_delta_lo"] == cols["batch_ce_delta_hi"] == 0.0  # the same model twice
     other = fixed_batch_losses(cfg, {"same": cfg.pivot}, batch[:1], cache)
     assert json.loads(cache.read_text())["ids"] == ["x"]  # another batch: a fresh cache
     assert other["same"]["before"] != out["same"]["before"]
