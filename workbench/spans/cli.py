@@ -1,4 +1,11 @@
-"""`workbench spans evaluate --run DIR --data CSV [--member NAME ...]`: print the official char F1."""
+"""Toxic spans commands.
+
+- `workbench spans evaluate --run DIR --data CSV [--member NAME ...]`: print the official char F1.
+- `workbench spans train --preset cpu -p encoder=smollm2-135m-instruct -p lora_r=16 ...`: one run
+  (`run_spans`) from a preset and `SpansConfig` overrides; prints its folder and table.
+- `workbench spans compare RUN_DIR ... [--baseline RUN:member] [--out FILE.md]`: the runs' members
+  side by side (CV and trial char F1 with 95 % CIs, paired differences to a baseline row).
+"""
 
 from __future__ import annotations
 
@@ -42,6 +49,49 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from workbench.reproduce import parse_params
+    from workbench.spans import SpansConfig, run_spans
+    from workbench.spans.compare import compare_runs, to_markdown
+
+    try:
+        overrides = parse_params(args.param)
+        if args.output_dir:
+            overrides["output_dir"] = args.output_dir
+        for k, v in overrides.items():  # YAML lists -> the tuples the config holds
+            if isinstance(v, list):
+                overrides[k] = tuple(v)
+        cfg = SpansConfig.from_preset(args.preset, **overrides)
+    except (ValueError, TypeError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    run = run_spans(cfg)
+    print(run.path)
+    print(to_markdown(compare_runs([run.path])), end="")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from workbench.common.io import atomic_write_text, write_json
+    from workbench.spans.compare import compare_runs, to_markdown
+
+    try:
+        rows = compare_runs(args.runs, args.baseline)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
+        return 2
+    md = to_markdown(rows)
+    if args.out:
+        atomic_write_text(args.out, md)
+        write_json(str(args.out).rsplit(".", 1)[0] + ".json", rows)
+    print(md, end="")
+    return 0
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser("spans", help="toxic span detection (YNU-HPCC)")
     sub = p.add_subparsers(dest="spans_cmd", required=True)
@@ -53,6 +103,18 @@ def register(subparsers) -> None:
     e.add_argument("--extend-words", action="store_true", help="grow predicted spans to whole words")
     e.add_argument("--min-votes", type=int, default=None, help="votes a character needs (default: majority)")
     e.set_defaults(func=_cmd_evaluate)
+    t = sub.add_parser("train", help="one run from a preset and config overrides")
+    t.add_argument("--preset", default="quick", help="smoke | quick | cpu | paper")
+    t.add_argument("--output-dir", default=None, help="runs root (default: runs)")
+    t.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
+                   help="SpansConfig field (YAML value: 4, true, [a, b], null); repeatable")
+    t.set_defaults(func=_cmd_train)
+    c = sub.add_parser("compare", help="runs side by side: CV and trial char F1 with CIs")
+    c.add_argument("runs", nargs="+", help="finished run folders (runs/toxic_spans/NAME)")
+    c.add_argument("--baseline", default=None,
+                   help="RUN:member to pair against (default: the first run's best member by CV)")
+    c.add_argument("--out", default=None, help="also write the table (.md) and rows (.json)")
+    c.set_defaults(func=_cmd_compare)
 
 
 def main(argv: list[str] | None = None) -> int:

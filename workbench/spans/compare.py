@@ -1,0 +1,148 @@
+"""Compare toxic-span runs (backbones, heads, context lengths) by cross-validation and trial.
+
+`compare_runs(run_dirs)` reads finished `run_spans` folders and returns one row per member
+(and the vote): the run's variant (encoder, head, CRF, LoRA rank, window length), the CV char F1
+with its 95 % CI over CV posts and the per-fold sd, the trial char F1 with its CI, and the paired
+difference to a baseline row on the same posts (CV: the same train posts when the runs share
+`cv_limit`, `seed` and `cv_folds`; trial: the same trial posts) with its verdict (`better` / `worse` when the 95 % CI excludes 0, else "inconclusive at this
+scale"; `same` when every post scores alike). Pairs are taken
+on the post ids the two rows share; rows without per-post values get no difference.
+
+The baseline is the first run's best member by CV (or the row named `baseline` = "RUN:member").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workbench.common.io import read_json
+
+VARIANT_KEYS = ("encoder", "lora_r", "max_length", "epochs", "train_limit", "cv_limit", "cv_folds")
+
+
+def _pct(x: float | None) -> float | None:
+    return round(100 * x, 2) if x is not None and math.isfinite(x) else None
+
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """A finished run's config, metrics and per-post F1 lists (`cv` and `trial`, keyed by row)."""
+    p = Path(run_dir)
+    if not (p / "metrics.json").is_file():
+        raise FileNotFoundError(f"{run_dir}: not a finished toxic-spans run (no metrics.json)")
+    cfg = yaml.safe_load((p / "config.yaml").read_text(encoding="utf-8")) or {}
+    items = {}
+    for key, name in (("cv", "cv_char_f1"), ("trial", "char_f1")):
+        f = p / "artifacts" / "per_item" / f"{name}.json"
+        if f.is_file():
+            d = read_json(f)
+            items[key] = {row: dict(zip(d["ids"], v, strict=True)) for row, v in d["values"].items()}
+    return {"name": p.name, "path": str(p), "config": cfg, "metrics": read_json(p / "metrics.json"),
+            "items": items}
+
+
+def _word(lo: float, hi: float) -> str:
+    """'better' / 'worse' when the interval excludes 0, 'same' for identical posts."""
+    if lo == hi == 0:
+        return "same"
+    if lo > 0:
+        return "better"
+    if hi < 0:
+        return "worse"
+    return "inconclusive at this scale"
+
+
+def _paired(a: dict[str, float] | None, b: dict[str, float] | None) -> dict[str, Any]:
+    from workbench.eval.stats import paired_item_ci
+
+    if not a or not b:
+        return {}
+    ids = [i for i in a if i in b]
+    if len(ids) < 2:
+        return {}
+    e = paired_item_ci([a[i] for i in ids], [b[i] for i in ids])
+    if not (math.isfinite(e.lo) and math.isfinite(e.hi)):
+        return {"diff": _pct(e.value), "lo": None, "hi": None, "n": e.n,
+                "verdict": "inconclusive at this scale"}
+    return {"diff": _pct(e.value), "lo": _pct(e.lo), "hi": _pct(e.hi), "n": e.n,
+            "verdict": _word(e.lo, e.hi)}
+
+
+def compare_runs(run_dirs: Sequence[str | Path], baseline: str | None = None) -> list[dict[str, Any]]:
+    """One row per member and vote of each run, with paired differences to the baseline row."""
+    if not run_dirs:
+        raise ValueError("compare: no run folders given")
+    runs = [load_run(d) for d in run_dirs]
+    rows = []
+    for r in runs:
+        cfg, m = r["config"], r["metrics"]
+        for t in m.get("table", []):
+            member = t["member"]
+            rows.append({
+                "run": r["name"], "member": member,
+                **{k: cfg.get(k) for k in VARIANT_KEYS},
+                "head": t.get("head"), "crf": t.get("crf"), "epoch": t.get("epoch"),
+                "cv_f1": t.get("cv_f1"), "cv_f1_lo": t.get("cv_f1_lo"), "cv_f1_hi": t.get("cv_f1_hi"),
+                "cv_sd": t.get("cv_sd"), "cv_n": t.get("cv_f1_n"),
+                "trial_f1": t.get("trial_f1"), "trial_f1_lo": t.get("trial_f1_lo"),
+                "trial_f1_hi": t.get("trial_f1_hi"), "trial_n": t.get("trial_f1_n"),
+                "train_cpu_s": t.get("train_cpu_s"),
+                "_cv": r["items"].get("cv", {}).get(member),
+                "_trial": r["items"].get("trial", {}).get(member),
+            })
+    if not rows:
+        raise ValueError("compare: the runs have no table rows")
+    if baseline is None:
+        first = [x for x in rows if x["run"] == runs[0]["name"] and x["member"] != "ensemble"
+                 and x["cv_f1"] is not None] or [rows[0]]
+        base = max(first, key=lambda x: x["cv_f1"] if x["cv_f1"] is not None else -1)
+    else:
+        run, _, member = baseline.partition(":")
+        match = [x for x in rows if x["run"] == run and x["member"] == member]
+        if not match:
+            raise ValueError(f"compare: baseline {baseline!r} is not a RUN:member of the runs given")
+        base = match[0]
+    out = []
+    for x in rows:
+        row = {k: v for k, v in x.items() if not k.startswith("_")}
+        row["baseline"] = x is base
+        if x is not base:
+            for key, tag in (("_cv", "cv"), ("_trial", "trial")):
+                d = _paired(x[key], base[key])
+                row.update({f"{tag}_vs_base_{k}": v for k, v in d.items()})
+        out.append(row)
+    return out
+
+
+def to_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """The comparison as a markdown table (F1 [95 % CI], differences to the baseline)."""
+    def ci(v, lo, hi):
+        if v is None:
+            return "–"
+        return f"{v:.2f} [{lo:.2f}, {hi:.2f}]" if lo is not None and hi is not None else f"{v:.2f}"
+
+    def diff(r, tag):
+        if r.get("baseline"):
+            return "baseline"
+        d = r.get(f"{tag}_vs_base_diff")
+        if d is None:
+            return "–"
+        lo, hi = r[f"{tag}_vs_base_lo"], r[f"{tag}_vs_base_hi"]
+        ci = f" [{lo:+.2f}, {hi:+.2f}]" if lo is not None and hi is not None else ""
+        return f"{d:+.2f}{ci} {r[f'{tag}_vs_base_verdict']} (n {r[f'{tag}_vs_base_n']})"
+    head = ("| run | member | encoder | LoRA r | max len | epoch | CV F1 [95 % CI] (sd over folds) | n CV "
+            "| trial F1 [95 % CI] | n trial | CV diff vs baseline | trial diff vs baseline |")
+    lines = [head, "|" + "---|" * 12]
+    for r in rows:
+        sd = f" (sd {r['cv_sd']:.2f})" if r.get("cv_sd") is not None else ""
+        lines.append(
+            f"| {r['run']} | {r['member']} | {r['encoder']} | {r['lora_r'] or 0} | {r['max_length']} "
+            f"| {r['epoch'] if r['epoch'] is not None else '–'} "
+            f"| {ci(r['cv_f1'], r['cv_f1_lo'], r['cv_f1_hi'])}{sd} | {r['cv_n'] or '–'} "
+            f"| {ci(r['trial_f1'], r['trial_f1_lo'], r['trial_f1_hi'])} | {r['trial_n'] or '–'} "
+            f"| {diff(r, 'cv')} | {diff(r, 'trial')} |")
+    return "\n".join(lines) + "\n"
