@@ -1,16 +1,17 @@
 """Export a block-pruned model as a checkpoint that plain `from_pretrained` loads (no remote code).
 
-Llama, Mistral and Qwen2 (`real=True`, the default): the removed blocks' weights are gone from
-the file and from the forward pass. A layer that lost both blocks is deleted; a layer that lost
-one keeps only the other (`workbench.pruning.pruned_model`: classes registered with the `Auto`
-classes when `workbench.pruning` is imported). Parameters = dense - removed blocks'; the logits
-equal the masked model's.
+Llama, Mistral, Qwen2 and Gemma3 text models (`real=True`, the default): the removed blocks'
+weights are gone from the file and from the forward pass. A layer that lost both blocks is
+deleted; a layer that lost one keeps only the other (`workbench.pruning.pruned_model`: classes
+registered with the `Auto` classes when `workbench.pruning` is imported; Gemma3's blocks keep
+their post-norms and `layer_types` follows the kept layers). Parameters = dense - removed
+blocks'; the logits equal the masked model's.
 
-Gemma3 (and `real=False`): a layer that lost both blocks is deleted (config `num_hidden_layers`
-and `layer_types` shrink; attention `layer_idx` is renumbered); a lone removed block is kept
-with its output projection zeroed (`o_proj` for MHA, `down_proj` for MLP, biases too), so it adds
-exactly 0 to the residual (Gemma3's post-norms map 0 to 0): same logits, but those weights are
-still stored and computed.
+`real=False`, and the multimodal Gemma3 wrapper (`gemma3`, no registered class): a layer that
+lost both blocks is deleted (config `num_hidden_layers` and `layer_types` shrink; attention
+`layer_idx` is renumbered); a lone removed block is kept with its output projection zeroed
+(`o_proj` for MHA, `down_proj` for MLP, biases too), so it adds exactly 0 to the residual
+(Gemma3's post-norms map 0 to 0): same logits, but those weights are still stored and computed.
 
 `block_order.json`: the removed blocks, the official `del_order_list` if given, and the kind of
 export.
@@ -33,8 +34,8 @@ from workbench.pruning.pruned_model import FAMILIES, to_pruned
 @torch.no_grad()
 def prune_model(model: nn.Module, removed, *, inplace: bool = False, real: bool = True
                 ) -> nn.Module:
-    """The pruned model for the set `removed`: blocks gone (Llama family, `real`), else layers
-    dropped and lone removed blocks zeroed."""
+    """The pruned model for the set `removed`: blocks gone (Llama family and Gemma3 text,
+    `real`), else layers dropped and lone removed blocks zeroed."""
     family_of(model)
     if any(hasattr(layer, "_bp_ctl") for layer in decoder_layers(model)):
         raise RuntimeError("close() the BlockModel wrapping this model before exporting")
