@@ -83,3 +83,13 @@ def test_config_errors():
         PruningConfig.from_preset("smoke", cache_budget_gb=-1)
     assert PruningConfig.from_preset("paper").cal_heldout is True
     assert PruningConfig.from_preset("quick").batch_size == 8
+
+
+def test_eval_caps_zero_means_the_full_sets():
+    # `-p eval_limit=null` would keep the preset's cap (None overrides keep preset values), so 0 = all
+    cpu = PruningConfig.from_preset("cpu")
+    assert cpu.eval_limit == 150 and cpu.eval_max_rows == 96
+    full = PruningConfig.from_preset("cpu", eval_limit=0, eval_max_rows=0)
+    assert full.eval_limit is None and full.eval_max_rows is None
+    with pytest.raises(ValueError, match="eval_limit must be >= 0"):
+        PruningConfig.from_preset("cpu", eval_limit=-1)

@@ -64,16 +64,24 @@ class PruningConfig(RunConfig):
                 "of a CUDA device, a quarter of the available memory on the CPU); row batches "
                 "beyond it are recomputed for every candidate"})
     eval_seq_len: int = field(default=128, metadata={"help": "WikiText-2 window length"})
-    eval_max_rows: int | None = field(default=8, metadata={"help": "WikiText-2 windows cap"})
+    eval_max_rows: int | None = field(default=8, metadata={
+        "help": "WikiText-2 windows cap; None or 0 = the whole test set"})
     tasks: tuple[str, ...] = field(default=("piqa", "winogrande", "hellaswag", "arc_easy",
                                             "arc_challenge"), metadata={"help": "zero-shot"})
-    eval_limit: int | None = field(default=8, metadata={"help": "examples per task"})
+    eval_limit: int | None = field(default=8, metadata={
+        "help": "examples per zero-shot task; None or 0 = the full validation sets"})
     eval_batch_size: int = field(default=1, metadata={
         "help": "lm-eval batch size for the zero-shot tasks (the paper: 1)"})
     export: bool = field(default=True, metadata={"help": "save the pruned checkpoint"})
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        for name in ("eval_max_rows", "eval_limit"):  # 0 = no cap (a `None` override keeps the preset's)
+            v = getattr(self, name)
+            if v is not None and v < 0:
+                raise ValueError(f"{name} must be >= 0 (0 = all), got {v}")
+            if v == 0:
+                object.__setattr__(self, name, None)
         if self.block_type not in ("mix", "mha", "mlp"):
             raise ValueError(f"block_type must be mix|mha|mlp, got {self.block_type!r}")
         for m in (self.method, *self.baselines):
