@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from workbench.spans import cli
-from workbench.spans.compare import compare_runs, to_markdown
+from workbench.spans.compare import compare_runs, seed_spread, to_markdown
 
 
 def _run(root, name, encoder, rows, cv, trial):
@@ -65,3 +65,16 @@ def test_train_rejects_an_unknown_key_in_one_line(capsys):
     assert cli.main(["spans", "train", "--preset", "smoke", "-p", "num_head=2"]) == 2
     err = capsys.readouterr().err.strip()
     assert "num_head" in err and "\n" not in err
+
+
+def test_seed_spread_groups_one_variant_trained_with_several_seeds(tmp_path):
+    a = _run(tmp_path, "a", "minilm-l6", [_row("x", 40.0), _row("y", 60.0)],
+             {"x": [0, 0, 1, 1], "y": [0.5, 0.5, 1, 1]}, {"x": [0, 1, 1], "y": [1, 1, 1]})
+    b = _run(tmp_path, "b", "minilm-l6", [_row("x-s1", 44.0)], {"x-s1": [0, 0, 1, 1]}, {"x-s1": [0, 1, 1]})
+    rows = compare_runs([a, b])
+    # x, y and x-s1 share encoder/head/crf/config here, so they form one group of 3 "seeds"
+    (g,) = seed_spread(rows)
+    assert g["n_seeds"] == 3 and g["cv_f1_mean"] == 48.0 and g["cv_f1_range"] == 20.0
+    assert g["cv_f1_sd"] == 10.58  # stdev(40, 60, 44)
+    c = _run(tmp_path, "c", "smollm2", [_row("z", 70.0)], {"z": [1, 1, 1, 1]}, {"z": [1, 1, 1]})
+    assert len(seed_spread(compare_runs([a, c]))) == 1  # z (another encoder) is alone: no spread

@@ -77,7 +77,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from workbench.common.io import atomic_write_text, write_json
-    from workbench.spans.compare import compare_runs, to_markdown
+    from workbench.spans.compare import compare_runs, seed_spread, to_markdown
 
     try:
         rows = compare_runs(args.runs, args.baseline)
@@ -85,6 +85,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     md = to_markdown(rows)
+    for g in seed_spread(rows):
+        md += (f"\nseed spread of {g['encoder']} {g['head']}{'-crf' if g['crf'] else ''} ({g['n_seeds']} seeds: "
+               f"{', '.join(g['members'])}): CV F1 {g['cv_f1_mean']} sd {g['cv_f1_sd']} (range {g['cv_f1_range']}), "
+               f"trial F1 {g['trial_f1_mean']} sd {g['trial_f1_sd']} (range {g['trial_f1_range']})\n")
     if args.out:
         atomic_write_text(args.out, md)
         write_json(str(args.out).rsplit(".", 1)[0] + ".json", rows)
