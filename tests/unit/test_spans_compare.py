@@ -78,3 +78,11 @@ def test_seed_spread_groups_one_variant_trained_with_several_seeds(tmp_path):
     assert g["cv_f1_sd"] == 10.58  # stdev(40, 60, 44)
     c = _run(tmp_path, "c", "smollm2", [_row("z", 70.0)], {"z": [1, 1, 1, 1]}, {"z": [1, 1, 1]})
     assert len(seed_spread(compare_runs([a, c]))) == 1  # z (another encoder) is alone: no spread
+
+
+@pytest.mark.slow
+def test_train_runs_a_preset_with_list_overrides_and_prints_its_table(tmp_path, capsys):
+    assert cli.main(["spans", "train", "--preset", "smoke", "--output-dir", str(tmp_path), "-p", "cv_folds=2",
+                     "-p", "heads=[cls]", "-p", "crf=[true]"]) == 0
+    out = capsys.readouterr().out
+    assert "| cls-crf | tiny:bert |" in out and (tmp_path / "toxic_spans").is_dir()

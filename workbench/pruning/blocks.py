@@ -69,16 +69,17 @@ def parse_block(b: Any) -> Block:
     return (str(b[0]), int(b[1]))
 
 
+# family -> block kind -> the layer attributes holding that block's modules
+BLOCK_MODULE_NAMES = {
+    "llama": {"mha": ("input_layernorm", "self_attn"), "mlp": ("post_attention_layernorm", "mlp")},
+    "gemma3": {"mha": ("input_layernorm", "self_attn", "post_attention_layernorm"),
+               "mlp": ("pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm")},
+}
+
+
 def block_modules(layer: nn.Module, kind: str, family: str) -> list[nn.Module]:
     """The modules whose parameters belong to one block of a layer."""
-    if kind == "mha":
-        names = ["input_layernorm", "self_attn"]
-        if family == "gemma3":
-            names.append("post_attention_layernorm")
-    else:
-        names = (["pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm"]
-                 if family == "gemma3" else ["post_attention_layernorm", "mlp"])
-    return [getattr(layer, n) for n in names]
+    return [getattr(layer, n) for n in BLOCK_MODULE_NAMES[family][kind]]
 
 
 @dataclass

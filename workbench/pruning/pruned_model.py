@@ -6,7 +6,7 @@ classes (model_type `blockpruned_llama`, `blockpruned_mistral`, `blockpruned_qwe
 `blockpruned_gemma3_text`): the family's own classes plus a config field `kept_blocks` =
 [[has_mha, has_mlp], ...] per kept layer. The model builds the family's layers, then removes the
 absent blocks' modules before the weights are loaded, and each layer runs only the blocks it has.
-A block's modules are those of `workbench.pruning.blocks.block_modules`:
+A block's modules are those of `workbench.pruning.blocks.BLOCK_MODULE_NAMES`:
 
 - Llama family: MHA = input norm + attention, MLP = post-attention norm + MLP;
 - Gemma3: MHA = input norm + attention + post-attention norm, MLP = pre-feedforward norm + MLP +
@@ -34,16 +34,10 @@ import torch
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from workbench.pruning.blocks import BLOCK_MODULE_NAMES, SUPPORTED
+
 FAMILIES: dict[str, tuple[type, type]] = {}  # base model_type -> (config class, model class)
 
-# family -> block kind -> the layer attributes holding that block's modules (as blocks.py)
-BLOCK_ATTRS = {
-    "llama": {"mha": ("input_layernorm", "self_attn"),
-              "mlp": ("post_attention_layernorm", "mlp")},
-    "gemma3": {"mha": ("input_layernorm", "self_attn", "post_attention_layernorm"),
-               "mlp": ("pre_feedforward_layernorm", "mlp", "post_feedforward_layernorm")},
-}
-_FAMILY = {"llama": "llama", "mistral": "llama", "qwen2": "llama", "gemma3_text": "gemma3"}
 
 
 def _layer_forward(self: nn.Module, hidden_states: torch.Tensor, attention_mask=None,
@@ -84,7 +78,7 @@ def strip_blocks(model: nn.Module, kept_blocks: list[list[bool]], family: str = 
     layers = model.model.layers
     if len(layers) != len(kept_blocks):
         raise ValueError(f"kept_blocks has {len(kept_blocks)} entries for {len(layers)} layers")
-    attrs = BLOCK_ATTRS[family]
+    attrs = BLOCK_MODULE_NAMES[family]
     slot = 0
     for j, (layer, (mha, mlp)) in enumerate(zip(layers, kept_blocks, strict=True)):
         for kind, kept in (("mha", mha), ("mlp", mlp)):
@@ -114,7 +108,7 @@ def _kv_sharing_modes(self) -> list[str | None]:
 
 def _register(base_type: str, cfg_cls: type, model_cls: type) -> None:
     name = "".join(p.capitalize() for p in base_type.split("_"))
-    family = _FAMILY[base_type]
+    family = SUPPORTED[base_type]
     extra: dict[str, Any] = {}
     if family == "gemma3":
         extra["kv_sharing_modes"] = property(_kv_sharing_modes)
@@ -193,5 +187,5 @@ def to_pruned(model: nn.Module, removed: set) -> nn.Module:
     m.__class__ = model_cls
     m.config = cfg
     m.model.config = cfg
-    strip_blocks(m, kept_blocks, _FAMILY[base_type])
+    strip_blocks(m, kept_blocks, SUPPORTED[base_type])
     return m

@@ -34,6 +34,10 @@ def evaluate(run: str, data: str, members: list[str] | None = None, int8: bool =
     return sum(v) / len(v)
 
 
+def _one_line(e: BaseException) -> str:
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from workbench.spans.report import ci_columns
 
@@ -41,16 +45,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         f1 = evaluate_posts(args.run, args.data, args.member, args.int8, args.extend_words,
                             args.min_votes)
     except (ValueError, FileNotFoundError, KeyError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     c = ci_columns("f1", f1)  # 95 % CI over posts (%): bootstrap from 20 posts on, t below
     ci = f" [{c['f1_lo']:.2f}, {c['f1_hi']:.2f}] (95 % CI," if c["f1_lo"] is not None else " (no CI,"
     print(f"char F1 {100 * sum(f1) / len(f1):.2f}{ci} n={c['f1_n']} posts)")
     return 0
-
-
-def _one_line(e: BaseException) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -59,13 +59,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from workbench.spans.compare import compare_runs, to_markdown
 
     try:
-        overrides = parse_params(args.param)
-        if args.output_dir:
-            overrides["output_dir"] = args.output_dir
-        for k, v in overrides.items():  # YAML lists -> the tuples the config holds
-            if isinstance(v, list):
-                overrides[k] = tuple(v)
-        cfg = SpansConfig.from_preset(args.preset, **overrides)
+        cfg = SpansConfig.from_preset(args.preset, output_dir=args.output_dir,
+                                      **parse_params(args.param))
     except (ValueError, TypeError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
@@ -77,18 +72,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from workbench.common.io import atomic_write_text, write_json
-    from workbench.spans.compare import compare_runs, seed_spread, to_markdown
+    from workbench.spans.compare import compare_runs, spread_markdown, to_markdown
 
     try:
         rows = compare_runs(args.runs, args.baseline)
     except (ValueError, FileNotFoundError, KeyError) as e:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
-    md = to_markdown(rows)
-    for g in seed_spread(rows):
-        md += (f"\nseed spread of {g['encoder']} {g['head']}{'-crf' if g['crf'] else ''} ({g['n_seeds']} seeds: "
-               f"{', '.join(g['members'])}): CV F1 {g['cv_f1_mean']} sd {g['cv_f1_sd']} (range {g['cv_f1_range']}), "
-               f"trial F1 {g['trial_f1_mean']} sd {g['trial_f1_sd']} (range {g['trial_f1_range']})\n")
+    md = to_markdown(rows) + spread_markdown(rows)
     if args.out:
         atomic_write_text(args.out, md)
         write_json(str(args.out).rsplit(".", 1)[0] + ".json", rows)
@@ -111,7 +102,7 @@ def register(subparsers) -> None:
     t.add_argument("--preset", default="quick", help="smoke | quick | cpu | paper")
     t.add_argument("--output-dir", default=None, help="runs root (default: runs)")
     t.add_argument("-p", "--param", action="append", metavar="KEY=VALUE",
-                   help="SpansConfig field (YAML value: 4, true, [a, b], null); repeatable")
+                   help="SpansConfig field as YAML (4, true, [a, b]; null keeps the preset's value); repeatable")
     t.set_defaults(func=_cmd_train)
     c = sub.add_parser("compare", help="runs side by side: CV and trial char F1 with CIs")
     c.add_argument("runs", nargs="+", help="finished run folders (runs/toxic_spans/NAME)")

@@ -4,9 +4,10 @@
 (and the vote): the run's variant (encoder, head, CRF, LoRA rank, window length), the CV char F1
 with its 95 % CI over CV posts and the per-fold sd, the trial char F1 with its CI, and the paired
 difference to a baseline row on the same posts (CV: the same train posts when the runs share
-`cv_limit`, `seed` and `cv_folds`; trial: the same trial posts) with its verdict (`better` / `worse` when the 95 % CI excludes 0, else "inconclusive at this
-scale"; `same` when every post scores alike). Pairs are taken
-on the post ids the two rows share; rows without per-post values get no difference.
+`cv_limit`, `seed` and `cv_folds`; trial: the same trial posts) with its verdict: `better` /
+`worse` when the 95 % CI excludes 0 (`workbench.eval.stats.verdict`), else "inconclusive at
+this scale"; `same` when every post scores alike. Pairs are taken on the post ids the two rows
+share; rows without per-post values get no difference.
 
 These intervals are over posts for one trained model each: they do not contain training noise
 (seed, batch order). Train the baseline with several `seeds` and compare against their spread:
@@ -50,19 +51,8 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
             "items": items}
 
 
-def _word(lo: float, hi: float) -> str:
-    """'better' / 'worse' when the interval excludes 0, 'same' for identical posts."""
-    if lo == hi == 0:
-        return "same"
-    if lo > 0:
-        return "better"
-    if hi < 0:
-        return "worse"
-    return "inconclusive at this scale"
-
-
 def _paired(a: dict[str, float] | None, b: dict[str, float] | None) -> dict[str, Any]:
-    from workbench.eval.stats import paired_item_ci
+    from workbench.eval.stats import INCONCLUSIVE, paired_item_ci, verdict
 
     if not a or not b:
         return {}
@@ -70,11 +60,9 @@ def _paired(a: dict[str, float] | None, b: dict[str, float] | None) -> dict[str,
     if len(ids) < 2:
         return {}
     e = paired_item_ci([a[i] for i in ids], [b[i] for i in ids])
-    if not (math.isfinite(e.lo) and math.isfinite(e.hi)):
-        return {"diff": _pct(e.value), "lo": None, "hi": None, "n": e.n,
-                "verdict": "inconclusive at this scale"}
-    return {"diff": _pct(e.value), "lo": _pct(e.lo), "hi": _pct(e.hi), "n": e.n,
-            "verdict": _word(e.lo, e.hi)}
+    word = ("same" if e.lo == e.hi == 0 else "better" if verdict(e, ">") == "reproduced"
+            else "worse" if verdict(e, "<") == "reproduced" else INCONCLUSIVE)
+    return {"diff": _pct(e.value), "lo": _pct(e.lo), "hi": _pct(e.hi), "n": e.n, "verdict": word}
 
 
 def compare_runs(run_dirs: Sequence[str | Path], baseline: str | None = None) -> list[dict[str, Any]]:
@@ -178,3 +166,12 @@ def seed_spread(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             row[f"{m}_range"] = round(max(v) - min(v), 2) if v else None
         out.append(row)
     return out
+
+
+def spread_markdown(rows: Sequence[dict[str, Any]]) -> str:
+    """One line per variant trained with several seeds (`seed_spread`), to print under the table."""
+    return "".join(
+        f"\nseed spread of {g['encoder']} {g['head']}{'-crf' if g['crf'] else ''} ({g['n_seeds']} seeds: "
+        f"{', '.join(g['members'])}): CV F1 {g['cv_f1_mean']} sd {g['cv_f1_sd']} (range {g['cv_f1_range']}), "
+        f"trial F1 {g['trial_f1_mean']} sd {g['trial_f1_sd']} (range {g['trial_f1_range']})\n"
+        for g in seed_spread(rows))
