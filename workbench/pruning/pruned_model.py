@@ -18,11 +18,12 @@ Importing `workbench.pruning` registers them; then a plain
 
     AutoModelForCausalLM.from_pretrained(folder)
 
-loads the checkpoint (no remote code). KV cache: in the Llama family attention layers are
-renumbered (slot j = the j-th layer that still has attention); in Gemma3 the cache is built from
-`layer_types` (sliding layers get a windowed cache), so slot j is kept layer j and a layer without
-attention gets a `DummyLayer` (the config's `kv_sharing_modes` marks it, the hook transformers
-uses for layers that store no cache), which the cache skips for lengths and mask sizes.
+loads the checkpoint (no remote code). KV cache: transformers builds it from `layer_types`
+(sliding layers get a windowed cache), so slot j is kept layer j, of its own kind, and a layer
+without attention gets a `DummyLayer` (the config's `kv_sharing_modes` marks it, the hook
+transformers uses for layers that store no cache), which the cache skips for lengths and mask
+sizes. (Numbering the slots by attention layers instead gave a Qwen2 with mixed sliding / full
+layers caches of the wrong kind: tests/integration/test_pruning_export_sliding.py.)
 """
 
 from __future__ import annotations
@@ -79,23 +80,19 @@ def strip_blocks(model: nn.Module, kept_blocks: list[list[bool]], family: str = 
     if len(layers) != len(kept_blocks):
         raise ValueError(f"kept_blocks has {len(kept_blocks)} entries for {len(layers)} layers")
     attrs = BLOCK_MODULE_NAMES[family]
-    slot = 0
+    forward = _gemma3_layer_forward if family == "gemma3" else _layer_forward
     for j, (layer, (mha, mlp)) in enumerate(zip(layers, kept_blocks, strict=True)):
         for kind, kept in (("mha", mha), ("mlp", mlp)):
             if not kept:
                 for name in attrs[kind]:
                     setattr(layer, name, None)
-        if family == "gemma3":  # cache slot = kept layer (absent attention: a DummyLayer)
-            if hasattr(layer, "layer_idx"):
-                layer.layer_idx = j
-            if mha:
-                layer.self_attn.layer_idx = j
-            layer.forward = types.MethodType(_gemma3_layer_forward, layer)
-            continue
+        # cache slot = kept layer, of that layer's `layer_types` kind (sliding or full); a layer
+        # without attention gets a DummyLayer through the config's `kv_sharing_modes`
+        if hasattr(layer, "layer_idx"):
+            layer.layer_idx = j
         if mha:
-            layer.self_attn.layer_idx = slot
-            slot += 1
-        layer.forward = types.MethodType(_layer_forward, layer)
+            layer.self_attn.layer_idx = j
+        layer.forward = types.MethodType(forward, layer)
 
 
 def _kv_sharing_modes(self) -> list[str | None]:
@@ -109,9 +106,7 @@ def _kv_sharing_modes(self) -> list[str | None]:
 def _register(base_type: str, cfg_cls: type, model_cls: type) -> None:
     name = "".join(p.capitalize() for p in base_type.split("_"))
     family = SUPPORTED[base_type]
-    extra: dict[str, Any] = {}
-    if family == "gemma3":
-        extra["kv_sharing_modes"] = property(_kv_sharing_modes)
+    extra: dict[str, Any] = {"kv_sharing_modes": property(_kv_sharing_modes)}
 
     cfg = type(f"BlockPruned{name}Config", (cfg_cls,), {
         "model_type": f"blockpruned_{base_type}", **extra,
