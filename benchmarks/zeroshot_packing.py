@@ -5,7 +5,9 @@ first `--limit` validation examples of each task, in one process, alternating, `
 times; prints per task the median seconds of each, the per-example agreement of the reported
 metric (acc_norm / acc), the largest |log-likelihood difference| and both scores with their
 stderr. Packing changes only the order of floating-point operations, so in bf16 near-ties can
-flip; the agreement line says how often. Last line: `speedup_packed_vs_hflm <ratio>x` (total
+flip; the agreement line says how often. `--fp32-reference` also scores the items with HFLM
+in fp32 (a copy of the model) and prints how often each bf16 path agrees with it, and HFLM at
+batch size 1, so the packing's flips can be set beside bf16's own batch-size noise. Last line: `speedup_packed_vs_hflm <ratio>x` (total
 median time of HFLM / packed over all tasks).
 
 Usage: python benchmarks/zeroshot_packing.py [--model smollm2-135m-instruct] [--dtype bfloat16]
@@ -33,6 +35,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--fp32-reference", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     model, tok = load_causal_lm(a.model, dtype=getattr(torch, a.dtype), device="cpu")
@@ -58,6 +61,14 @@ def main() -> None:
               f"examples; max |dLL| {diff:.3g}; score hflm {100 * h['score']:.2f} "
               f"(se {100 * h['stderr']:.2f}) packed {100 * p['score']:.2f} "
               f"(se {100 * p['stderr']:.2f})", flush=True)
+        if a.fp32_reference:
+            ref = evaluate(model.float(), tok, (task,), a.limit, batch_size=a.batch_size)[task]
+            model.to(getattr(torch, a.dtype))
+            bs1 = evaluate(model, tok, (task,), a.limit, batch_size=1)[task]
+            for name, r in (("hflm", h), ("packed", p), ("hflm batch 1", bs1)):
+                same = sum(x == y for x, y in zip(r["values"], ref["values"], strict=True))
+                print(f"  {task} {a.dtype} {name} agrees with fp32 HFLM on {same}/{h['n']} "
+                      f"(fp32 score {100 * ref['score']:.2f})", flush=True)
     print(f"speedup_packed_vs_hflm {total['hflm'] / total['packed']:.2f}x")
 
 

