@@ -93,3 +93,12 @@ def test_eval_caps_zero_means_the_full_sets():
     assert full.eval_limit is None and full.eval_max_rows is None
     with pytest.raises(ValueError, match="eval_limit must be >= 0"):
         PruningConfig.from_preset("cpu", eval_limit=-1)
+
+
+def test_notebook_takes_the_baselines():
+    from workbench.nbparams import check_params
+
+    check_params("blockpruner", "cpu", {"baselines": ["size_aware", "layer"]})  # no error
+    assert PruningConfig.from_preset("cpu", baselines=["layer"]).baselines == ("layer",)
+    with pytest.raises(ValueError, match="nope"):
+        PruningConfig.from_preset("cpu", baselines=["nope"])
