@@ -89,3 +89,14 @@ def test_packed_evaluate_equals_hflm_with_removed_blocks(tiny):
         lla = [r[0][0] for s in a["samples"][t] for r in s["resps"]]
         llb = [r[0][0] for s in b["samples"][t] for r in s["resps"]]
         assert llb == pytest.approx(lla, abs=1e-4)
+
+
+def test_other_attention_kernels_use_hflms_path(tiny, monkeypatch):
+    model, tok = tiny
+    ours = PackedHFLM(pretrained=model, tokenizer=tok, batch_size=2, device="cpu")
+    monkeypatch.setattr(model.config, "_attn_implementation", "flash_attention_2")
+    called = []
+    monkeypatch.setattr(HFLM, "_loglikelihood_tokens",
+                        lambda self, reqs, *a, **k: called.append(len(reqs)) or [(0.0, True)])
+    assert ours._loglikelihood_tokens([_req([1, 2], [3])], disable_tqdm=True) == [(0.0, True)]
+    assert called == [1]

@@ -13,8 +13,9 @@ Results equal HFLM's up to the order of floating-point operations (tests: fp32, 
 log-likelihoods within 1e-4 and the same greedy flags; `benchmarks/zeroshot_packing.py`
 measures agreement and speed in bf16 on a real model). Everything else is HFLM's: the
 tokenization (`_encode_pair`), the `softmax_dtype`, the request order of the results. A
-seq2seq model, or a request longer than the model's window (or than a sliding attention
-window, which the custom mask would not apply), goes through HFLM's own path.
+seq2seq model, a model on another attention kernel than eager or SDPA (flash / flex attention
+would not take the 4D mask), or a request longer than the model's window (or than a sliding
+attention window, which the custom mask would not apply), goes through HFLM's own path.
 """
 
 from __future__ import annotations
@@ -98,17 +99,16 @@ class PackedHFLM(HFLM):
     """`HFLM` whose `_loglikelihood_tokens` scores the choices of a context in one packed row."""
 
     def _pack_limit(self) -> int:
+        window = getattr(self.model.config.get_text_config(), "sliding_window", None)
         limit = self.max_length
-        window = getattr(getattr(self.model, "config", None), "sliding_window", None)
-        get = getattr(self.model.config, "get_text_config", None)
-        if window is None and get is not None:
-            window = getattr(get(), "sliding_window", None)
         return min(limit, window) if isinstance(window, int) and window > 0 else limit
 
     @torch.no_grad()
     def _loglikelihood_tokens(self, requests: list[Request], disable_tqdm: bool = False,
                               override_bs: int | None = None) -> list[tuple[float, bool]]:
-        if self.backend != "causal":
+        # the tree mask is a 4D additive mask: only the eager and SDPA kernels take one as is
+        if self.backend != "causal" or self.model.config._attn_implementation not in (
+                "eager", "sdpa"):
             return super()._loglikelihood_tokens(requests, disable_tqdm, override_bs)
         rows, rest = pack_rows(requests, self._pack_limit())
         res: list[tuple[float, bool] | None] = [None] * len(requests)
